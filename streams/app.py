@@ -1,0 +1,111 @@
+"""Assemble the Faust application: topics, the build-state table, agents, API and timers.
+
+One factory builds everything from a `CipulseSettings`, so tests start isolated
+workers (own topics, group, store and ClickHouse database) in the same way the CLI does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faust
+from faust.types import TableT, TopicT
+
+from sinks.gateway import ClickHouseGateway
+from streams import metrics
+from streams.api import register_api
+from streams.builds import register_build_agent
+from streams.dead_letter import DeadLetterPublisher
+from streams.settings import CipulseSettings
+from streams.sink_agent import SinkHealth, register_sink_agent
+from streams.topics import BUILD_EVENTS, BUILD_STATE_TABLE, BUILD_STATUS, DEAD_LETTER, topic_name
+
+log = logging.getLogger(__name__)
+
+LAG_REFRESH_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class PipelineTopics:
+    build_events: TopicT
+    build_status: TopicT
+    dead_letter: TopicT
+
+
+def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.App:
+    store = "rocksdb://" if settings.table_store == "rocksdb" else "memory://"
+    app = faust.App(
+        settings.app_id,
+        broker=settings.kafka_url,
+        store=store,
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        broker_commit_interval=1.0,
+    )
+    topics = PipelineTopics(
+        build_events=_raw_topic(app, topic_name(settings, BUILD_EVENTS)),
+        build_status=_raw_topic(app, topic_name(settings, BUILD_STATUS)),
+        dead_letter=_raw_topic(app, topic_name(settings, DEAD_LETTER), partitions=1),
+    )
+    table: TableT = app.Table(
+        BUILD_STATE_TABLE,
+        default=None,
+        partitions=settings.topic_partitions,
+        key_serializer="raw",
+        value_serializer="json",
+    )
+    health = SinkHealth()
+    register_build_agent(
+        app,
+        source=topics.build_events,
+        status_topic=topics.build_status,
+        dead_letters=DeadLetterPublisher(topics.dead_letter, "build-state"),
+        table=table,
+        batch_size=settings.state_batch_size,
+    )
+    register_sink_agent(
+        app,
+        source=topics.build_status,
+        dead_letters=DeadLetterPublisher(topics.dead_letter, "clickhouse-sink"),
+        gateway=gateway,
+        health=health,
+        batch_size=settings.sink_batch_size,
+        flush_seconds=settings.sink_flush_seconds,
+        retry_max_seconds=settings.sink_retry_max_seconds,
+    )
+    register_api(app, table=table, gateway=gateway, health=health)
+
+    @app.timer(interval=LAG_REFRESH_SECONDS)
+    async def refresh_lag() -> None:
+        """Publish consumer lag (end offset - committed offset) per assigned partition."""
+        monitor = app.monitor
+        committed = monitor._tp_committed_offsets_dict()
+        for topic, partitions in monitor._tp_end_offsets_dict().items():
+            for partition, end in partitions.items():
+                done = (committed.get(topic) or {}).get(partition)
+                if end is not None:
+                    metrics.CONSUMER_LAG.labels(topic, str(partition)).set(max(0, end - (done or 0)))
+
+    return app
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> TopicT:
+    """Topics carry Avro single-object bytes: only `schemas.serde` decodes them."""
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=partitions
+    )

@@ -1,0 +1,74 @@
+"""Turn an accepted state change into the minimal change set consumers receive.
+
+A change set carries the build's header (so a consumer never needs earlier
+messages to know where a build stands) plus only the build-level fields and the
+stage/task node that changed.
+"""
+
+from __future__ import annotations
+
+from schemas import BuildEvent, BuildScope, BuildStatusChange, NodeChange
+from streams.build_state import Accepted, BuildState, StageState, TaskState
+
+
+def change_set(accepted: Accepted, event: BuildEvent) -> BuildStatusChange:
+    """Describe `accepted` for the build-status topic; `event` is what caused it."""
+    state = accepted.state
+    previous = accepted.previous
+    nodes: list[NodeChange] = []
+    if accepted.node_key is not None:
+        nodes.append(_node_change(state, previous, accepted.node_key))
+    return BuildStatusChange(
+        build_id=state.build_id,
+        project=state.project,
+        pipeline=state.pipeline,
+        seq=event.seq,
+        revision=state.revision,
+        event_id=event.event_id,
+        event_time=event.event_time,
+        status=state.status,
+        previous_status=previous.status if previous is not None and previous.seq >= 0 else None,
+        first_seen_at=state.first_seen_at,
+        queued_at=state.queued_at,
+        started_at=state.started_at,
+        finished_at=state.finished_at,
+        duration_ms=state.duration_ms,
+        trigger_reason=state.trigger_reason,
+        trigger_user=state.trigger_user,
+        branch=state.branch,
+        error_reason=state.error_reason,
+        termination_reason=state.termination_reason,
+        changed_fields=list(accepted.changed_fields),
+        nodes=nodes,
+    )
+
+
+def _node_change(
+    state: BuildState, previous: BuildState | None, node_key: tuple[str, str | None]
+) -> NodeChange:
+    stage_id, task_id = node_key
+    node = _find(state, stage_id, task_id)
+    before = _find(previous, stage_id, task_id) if previous is not None else None
+    if node is None:  # pragma: no cover - apply_event always creates the node it reports
+        raise LookupError(f"node {stage_id}/{task_id} missing from build {state.build_id}")
+    return NodeChange(
+        scope=BuildScope.TASK if task_id is not None else BuildScope.STAGE,
+        stage_id=stage_id,
+        task_id=task_id,
+        name=node.name,
+        status=node.status,
+        previous_status=before.status if before is not None and before.seq >= 0 else None,
+        started_at=node.started_at,
+        finished_at=node.finished_at,
+        duration_ms=node.duration_ms,
+        error_reason=node.error_reason,
+    )
+
+
+def _find(state: BuildState | None, stage_id: str, task_id: str | None) -> StageState | TaskState | None:
+    if state is None:
+        return None
+    stage = state.stages.get(stage_id)
+    if stage is None or task_id is None:
+        return stage
+    return stage.tasks.get(task_id)

@@ -1,0 +1,172 @@
+"""`cipulse` command line: broker, topics, worker, demo feed, and build queries.
+
+Every command has `--help`; settings come from CIPULSE_* environment variables and
+the flags shown there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from schemas.exceptions import CipulseError
+from streams.settings import REPO_ROOT, CipulseSettings
+from streams.topics import CATALOG, topic_name
+
+KAFKA_SCRIPT = REPO_ROOT / "infra" / "kafka.sh"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    settings = CipulseSettings()
+    logging.basicConfig(
+        level=_python_level(settings.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.run(args, settings)
+        return code
+    except CipulseError as exc:
+        print(f"cipulse: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cipulse",
+        description="Real-time pipeline for CI/CD build events (Kafka + Avro + Faust + ClickHouse). "
+        "Settings come from CIPULSE_* environment variables (see README).",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    broker = commands.add_parser("broker", help="start, stop or check the local Kafka broker (infra/kafka.sh)")
+    broker.add_argument("action", choices=["start", "stop", "status", "fetch"], help="what to do")
+    broker.set_defaults(run=_broker)
+
+    topics = commands.add_parser("topics", help="create the topics cipulse needs, or list the catalog")
+    topics.add_argument("action", choices=["create", "list"], help="create missing topics / print the catalog")
+    topics.set_defaults(run=_topics)
+
+    worker = commands.add_parser(
+        "worker", help="run a stream worker: build-state agent, ClickHouse sink and REST API"
+    )
+    worker.set_defaults(run=_worker)
+
+    feed = commands.add_parser("demo-feed", help="produce a realistic stream of builds to Kafka")
+    feed.add_argument("--builds", type=int, default=None, help="number of builds (default: run until Ctrl-C)")
+    feed.add_argument("--rate", type=float, default=2.0, help="builds started per second (default 2)")
+    feed.add_argument("--speed", type=float, default=20.0, help="play builds this many times faster than real")
+    feed.add_argument("--burst", action="store_true", help="send everything at once with simulated times")
+    feed.add_argument("--seed", type=int, default=7, help="random seed (same seed, same builds)")
+    feed.set_defaults(run=_demo_feed)
+
+    build = commands.add_parser("build", help="query a build through the REST API")
+    build.add_argument("action", choices=["status", "history"], help="current state, or accepted events")
+    build.add_argument("build_id", help="the build id")
+    build.add_argument("--api", default=None, help="API base URL (default: from CIPULSE_WEB_HOST/PORT)")
+    build.set_defaults(run=_build)
+
+    stats = commands.add_parser("stats", help="success rate and duration percentiles per pipeline")
+    stats.add_argument("--window", default="24h", help="look-back window, e.g. 15m, 1h, 7d (default 24h)")
+    stats.add_argument("--project", default=None, help="only this project")
+    stats.add_argument("--api", default=None, help="API base URL")
+    stats.set_defaults(run=_stats)
+    return parser
+
+
+def _python_level(level: str) -> int:
+    return {"crit": logging.CRITICAL, "error": logging.ERROR, "warn": logging.WARNING, "debug": logging.DEBUG}.get(
+        level, logging.INFO
+    )
+
+
+def _broker(args: argparse.Namespace, settings: CipulseSettings) -> int:
+    return subprocess.call(["bash", str(KAFKA_SCRIPT), args.action], env=os.environ.copy())
+
+
+def _topics(args: argparse.Namespace, settings: CipulseSettings) -> int:
+    if args.action == "list":
+        for spec in CATALOG:
+            print(f"{topic_name(settings, spec):32} key={spec.key:14} schema={spec.schema}")
+            print(f"{'':32} produced by: {spec.producers}; consumed by: {spec.consumers}")
+        return 0
+    from streams.topics import ensure_topics
+
+    created = ensure_topics(settings)
+    print("created: " + ", ".join(created) if created else "all topics already exist")
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: CipulseSettings) -> int:
+    from streams.worker import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def _demo_feed(args: argparse.Namespace, settings: CipulseSettings) -> int:
+    from streams.demo_runner import run_burst, run_paced
+    from streams.producer import BuildEventProducer
+    from streams.topics import BUILD_EVENTS, ensure_topics
+
+    ensure_topics(settings)
+    producer = BuildEventProducer(settings.kafka_bootstrap, topic_name(settings, BUILD_EVENTS))
+    if args.burst:
+        sent = run_burst(producer, args.builds or 100, args.seed)
+    else:
+        sent = run_paced(producer, args.rate, args.speed, args.seed, args.builds)
+    print(f"demo feed done: {sent} events delivered to {topic_name(settings, BUILD_EVENTS)}", file=sys.stderr)
+    return 0
+
+
+def _get_json(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+    except urllib.error.URLError as exc:
+        raise CipulseError(f"cannot reach the cipulse API at {url}: {exc.reason}. Is `cipulse worker` running?") from exc
+
+
+def _build(args: argparse.Namespace, settings: CipulseSettings) -> int:
+    base = (args.api or settings.api_url).rstrip("/")
+    suffix = "/history" if args.action == "history" else ""
+    status, body = _get_json(f"{base}/builds/{urllib.request.quote(args.build_id, safe='')}{suffix}")
+    print(json.dumps(body, indent=2))
+    return 0 if status == 200 else 1
+
+
+def _stats(args: argparse.Namespace, settings: CipulseSettings) -> int:
+    base = (args.api or settings.api_url).rstrip("/")
+    query = urllib.parse.urlencode({k: v for k, v in {"window": args.window, "project": args.project}.items() if v})
+    status, body = _get_json(f"{base}/stats/pipelines?{query}")
+    if status != 200:
+        print(body.get("error", body), file=sys.stderr)
+        return 1
+    print(f"{'project':12} {'pipeline':14} {'done':>5} {'ok%':>6} {'p50 s':>7} {'p95 s':>7}")
+    for row in body["rows"]:
+        rate = "-" if row["success_rate"] is None else f"{100 * row['success_rate']:.1f}"
+        p50 = "-" if row["duration_p50_ms"] is None else f"{row['duration_p50_ms'] / 1000:.1f}"
+        p95 = "-" if row["duration_p95_ms"] is None else f"{row['duration_p95_ms'] / 1000:.1f}"
+        print(f"{row['project']:12} {row['pipeline']:14} {row['finished']:>5} {rate:>6} {p50:>7} {p95:>7}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

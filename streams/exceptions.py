@@ -1,0 +1,15 @@
+"""Errors raised by the streaming layer; all derive from the project's root `CipulseError`."""
+
+from schemas.exceptions import CipulseError
+
+
+class StreamsError(CipulseError):
+    """Something in the streaming layer failed in a way the operator can fix."""
+
+
+class KafkaSetupError(StreamsError):
+    """The broker is unreachable or a topic could not be created."""
+
+
+class ApiRequestError(StreamsError):
+    """A request to the REST API is malformed; the message says what to fix (HTTP 400)."""

@@ -1,0 +1,34 @@
+"""Prometheus metrics for the pipeline itself: throughput, outcomes, errors, DLQ, lag, sink health.
+
+Served as text on the worker's `/metrics` endpoint.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+BUILD_EVENTS = Counter(
+    "cipulse_build_events_total",
+    "Build events seen by the build-state agent, by outcome",
+    ["outcome"],  # accepted | duplicate | late | rejected | undecodable | invalid
+)
+CHANGE_SETS_PUBLISHED = Counter(
+    "cipulse_change_sets_published_total", "Change sets published to the build-status topic"
+)
+DEAD_LETTERS = Counter(
+    "cipulse_dead_letters_total", "Records sent to the dead-letter topic", ["processor", "kind"]
+)
+SINK_ROWS = Counter("cipulse_sink_rows_written_total", "Rows written to ClickHouse", ["table"])
+SINK_FLUSH_SECONDS = Histogram(
+    "cipulse_sink_flush_seconds",
+    "Time to write one batch to ClickHouse",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SINK_FAILURES = Counter("cipulse_sink_write_failures_total", "Failed ClickHouse batch writes (each retried)")
+SINK_HEALTHY = Gauge("cipulse_sink_healthy", "1 while the last ClickHouse write succeeded, 0 while failing")
+CONSUMER_LAG = Gauge(
+    "cipulse_consumer_lag_messages",
+    "Messages in a partition not yet committed by this worker (high watermark - committed offset)",
+    ["topic", "partition"],
+)
+API_REQUESTS = Counter("cipulse_api_requests_total", "REST API requests", ["endpoint", "status"])

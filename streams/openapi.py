@@ -1,0 +1,160 @@
+"""The OpenAPI 3.1 description of every HTTP endpoint the worker serves.
+
+`ENDPOINTS` is the single list the web views are registered from (see `streams.api`),
+so an endpoint cannot exist without its description, and the tests compare this
+document with the routes the running server really has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from streams import api_models as m
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # "path" | "query"
+    description: str
+    required: bool = False
+    example: str | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    path: str
+    summary: str
+    responses: dict[int, tuple[str, type[BaseModel] | None]]
+    params: tuple[Param, ...] = ()
+    content_type: str = "application/json"
+    tags: tuple[str, ...] = field(default=("builds",))
+
+
+WINDOW = Param("window", "query", "Look-back window: number + unit s|m|h|d, at most 400d (default 24h)", example="24h")
+PROJECT = Param("project", "query", "Only this project")
+PIPELINE = Param("pipeline", "query", "Only this pipeline")
+BAD_REQUEST = (400, ("A query parameter is invalid; the message names it and says why", m.ErrorBody))
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "build_state",
+        "/builds/{build_id}",
+        "Current state of a build with its stage/task tree (served by the worker owning the key)",
+        {200: ("Current state", m.BuildStateBody), 404: ("No event for this build id was accepted", m.ErrorBody)},
+        (Param("build_id", "path", "Build id", required=True),),
+    ),
+    Endpoint(
+        "build_history",
+        "/builds/{build_id}/history",
+        "Accepted events of a build, oldest first (from ClickHouse)",
+        {
+            200: ("Accepted events", m.BuildHistoryBody),
+            BAD_REQUEST[0]: BAD_REQUEST[1],
+            404: ("No history for this build id", m.ErrorBody),
+            503: ("ClickHouse unavailable", m.ErrorBody),
+        },
+        (
+            Param("build_id", "path", "Build id", required=True),
+            Param("limit", "query", "Most events to return, 1-10000 (default 1000)"),
+        ),
+    ),
+    Endpoint(
+        "pipeline_stats",
+        "/stats/pipelines",
+        "Success rate and duration percentiles per pipeline over a window (from ClickHouse)",
+        {200: ("Per-pipeline figures", m.StatsBody), BAD_REQUEST[0]: BAD_REQUEST[1], 503: ("ClickHouse unavailable", m.ErrorBody)},
+        (WINDOW, PROJECT, PIPELINE),
+        tags=("analytics",),
+    ),
+    Endpoint(
+        "project_stats",
+        "/stats/projects",
+        "Success rate and duration percentiles per project over a window (from ClickHouse)",
+        {200: ("Per-project figures", m.StatsBody), BAD_REQUEST[0]: BAD_REQUEST[1], 503: ("ClickHouse unavailable", m.ErrorBody)},
+        (WINDOW, PROJECT),
+        tags=("analytics",),
+    ),
+    Endpoint("index", "/", "Faust's status page of the worker", {200: ("Always {\"status\": \"OK\"}", m.HealthBody)}, tags=("operations",)),
+    Endpoint("health", "/health", "Liveness: the worker's web server answers", {200: ("Alive", m.HealthBody)}, tags=("operations",)),
+    Endpoint(
+        "ready",
+        "/ready",
+        "Readiness: ClickHouse reachable, sink writing, partitions assigned",
+        {200: ("Ready", m.ReadinessBody), 503: ("Not ready; `problems` says why", m.ReadinessBody)},
+        tags=("operations",),
+    ),
+    Endpoint(
+        "metrics",
+        "/metrics",
+        "Prometheus metrics of the pipeline (throughput, outcomes, DLQ counts, lag, sink health)",
+        {200: ("Prometheus text exposition format", None)},
+        content_type="text/plain",
+        tags=("operations",),
+    ),
+    Endpoint(
+        "openapi",
+        "/openapi.json",
+        "This document",
+        {200: ("OpenAPI 3.1 description", None)},
+        tags=("operations",),
+    ),
+)
+
+
+def openapi_document(server_url: str | None = None) -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    paths: dict[str, Any] = {}
+    for endpoint in ENDPOINTS:
+        responses: dict[str, Any] = {}
+        for status, (description, model) in endpoint.responses.items():
+            body: dict[str, Any] = {"description": description}
+            if model is not None:
+                body["content"] = {"application/json": {"schema": _ref(model, schemas)}}
+            else:
+                body["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
+            responses[str(status)] = body
+        operation: dict[str, Any] = {
+            "operationId": endpoint.name,
+            "summary": endpoint.summary,
+            "tags": list(endpoint.tags),
+            "responses": responses,
+        }
+        if endpoint.params:
+            operation["parameters"] = [
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.required or p.where == "path",
+                    "description": p.description,
+                    "schema": {"type": "string"},
+                    **({"example": p.example} if p.example else {}),
+                }
+                for p in endpoint.params
+            ]
+        paths.setdefault(endpoint.path, {})["get"] = operation
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "cipulse API",
+            "version": "1",
+            "description": "Live build state, history and analytics of CI/CD builds.",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+    if server_url:
+        document["servers"] = [{"url": server_url}]
+    return document
+
+
+def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas[name] = definition
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}

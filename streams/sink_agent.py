@@ -1,0 +1,129 @@
+"""The ClickHouse sink agent: writes change sets to ClickHouse in batches.
+
+Works like a batching sink: a batch is flushed when it reaches `batch_size` or after
+`flush_seconds`, and its offsets are acknowledged only after ClickHouse accepted the
+whole batch. A failed write is retried (with capped exponential backoff) and never
+acknowledged, so a crash or an outage re-delivers the batch; the tables' versioned
+keys make the re-write harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.types import StreamT, TopicT
+
+from schemas import BuildStatusChange, DeadLetterKind
+from schemas.exceptions import SchemaViolationError, UndecodableError
+from schemas.serde import decode
+from sinks.gateway import ClickHouseGateway
+from sinks.rows import BuildEventRow, BuildResultRow
+from sinks.writer import BuildSinkWriter
+from streams import metrics
+from streams.dead_letter import DeadLetterPublisher
+from streams.sink_rows import event_row, result_row
+
+log = logging.getLogger(__name__)
+
+PROCESSOR = "clickhouse-sink"
+
+
+@dataclass
+class SinkHealth:
+    """What readiness reports about the sink; updated after every write attempt."""
+
+    healthy: bool = True
+    last_error: str | None = None
+    last_flush_at: float | None = None
+    rows_written: int = 0
+    consecutive_failures: int = 0
+    failing_since: float | None = field(default=None, repr=False)
+
+
+def write_batch(client: Any, database: str, events: list[BuildEventRow], results: list[BuildResultRow]) -> None:
+    BuildSinkWriter(client, database).write(events, results)
+
+
+def register_sink_agent(
+    app: faust.App,
+    *,
+    source: TopicT,
+    dead_letters: DeadLetterPublisher,
+    gateway: ClickHouseGateway,
+    health: SinkHealth,
+    batch_size: int,
+    flush_seconds: float,
+    retry_max_seconds: float,
+) -> None:
+    """Attach the sink agent to `app`."""
+
+    async def sink_build_status(stream: StreamT) -> None:
+        async for events in stream.take_events(batch_size, within=flush_seconds):
+            event_rows: list[BuildEventRow] = []
+            result_rows: list[BuildResultRow] = []
+            dead: list[Any] = []
+            for event in events:
+                try:
+                    change = decode(event.value, BuildStatusChange)
+                except UndecodableError as exc:
+                    dead.append(await dead_letters.publish(event, DeadLetterKind.UNDECODABLE, str(exc)))
+                    continue
+                except SchemaViolationError as exc:
+                    dead.append(await dead_letters.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc)))
+                    continue
+                event_rows.append(event_row(change))
+                result_rows.append(result_row(change))
+            await _write_until_accepted(gateway, health, event_rows, result_rows, retry_max_seconds)
+            await asyncio.gather(*dead)
+
+    app.agent(source, name=PROCESSOR)(sink_build_status)
+
+
+async def _write_until_accepted(
+    gateway: ClickHouseGateway,
+    health: SinkHealth,
+    event_rows: list[BuildEventRow],
+    result_rows: list[BuildResultRow],
+    retry_max_seconds: float,
+) -> None:
+    """Block this agent (and so its acks) until ClickHouse has the batch."""
+    if not event_rows:
+        return
+    delay = 0.5
+    while True:
+        started = time.monotonic()
+        try:
+            await gateway.call(write_batch, event_rows, result_rows)
+        except Exception as exc:  # any failure: keep the batch, keep retrying, stay unacked
+            metrics.SINK_FAILURES.inc()
+            metrics.SINK_HEALTHY.set(0)
+            health.healthy = False
+            health.last_error = str(exc)
+            health.consecutive_failures += 1
+            health.failing_since = health.failing_since or time.time()
+            log.error(
+                "ClickHouse write of %d rows failed (attempt %d), retrying in %.1fs: %s",
+                len(event_rows), health.consecutive_failures, delay, exc,
+            )
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, retry_max_seconds)
+            continue
+        metrics.SINK_FLUSH_SECONDS.observe(time.monotonic() - started)
+        metrics.SINK_ROWS.labels("build_events").inc(len(event_rows))
+        metrics.SINK_ROWS.labels("build_results").inc(len(result_rows))
+        metrics.SINK_HEALTHY.set(1)
+        if not health.healthy:
+            log.info("ClickHouse writes recovered after %d failures", health.consecutive_failures)
+        health.healthy = True
+        health.last_error = None
+        health.consecutive_failures = 0
+        health.failing_since = None
+        health.last_flush_at = time.time()
+        health.rows_written += len(event_rows)
+        return

@@ -1,0 +1,99 @@
+"""The topic catalog: every topic cipulse uses, its key, schema, producers and consumers.
+
+The README's topic table and `cipulse topics` are generated from this list, and
+`ensure_topics` creates them with explicit partition counts (Faust changelogs must
+match their source topic, so nothing is left to broker auto-creation).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.exceptions import KafkaSetupError
+from streams.settings import CipulseSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    suffix: str
+    key: str
+    schema: str
+    producers: str
+    consumers: str
+    keyed: bool = True
+    """Keyed topics get `topic_partitions`; unkeyed ones (dead letters) one partition."""
+
+
+BUILD_EVENTS = TopicSpec(
+    "build-events", "build_id", "BuildEvent", "CI runners, reporter SDK, demo feed", "build-state agent"
+)
+BUILD_STATUS = TopicSpec(
+    "build-status",
+    "build_id",
+    "BuildStatusChange",
+    "build-state agent",
+    "ClickHouse sink agent, push channels, quality gates",
+)
+DEAD_LETTER = TopicSpec(
+    "dead-letter",
+    "original key",
+    "DeadLetter",
+    "every agent that rejects input",
+    "operators (`cipulse dlq`), alerting",
+    keyed=False,
+)
+CATALOG: tuple[TopicSpec, ...] = (BUILD_EVENTS, BUILD_STATUS, DEAD_LETTER)
+
+BUILD_STATE_TABLE = "build-state"
+
+
+def topic_name(settings: CipulseSettings, spec: TopicSpec) -> str:
+    return f"{settings.topic_prefix}.{spec.suffix}"
+
+
+def changelog_name(settings: CipulseSettings, table: str) -> str:
+    """Faust names a table's changelog `<app id>-<table>-changelog`."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def ensure_topics(settings: CipulseSettings, timeout: float = 30.0) -> list[str]:
+    """Create missing topics (and table changelogs) with the right partition counts.
+
+    Returns the names created; existing topics are left as they are.
+    """
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except Exception as exc:
+        raise KafkaSetupError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}. "
+            "Start it with `cipulse broker start` or set CIPULSE_KAFKA_BOOTSTRAP."
+        ) from exc
+    wanted: dict[str, NewTopic] = {}
+    for spec in CATALOG:
+        partitions = settings.topic_partitions if spec.keyed else 1
+        wanted[topic_name(settings, spec)] = NewTopic(topic_name(settings, spec), partitions, 1)
+    changelog = changelog_name(settings, BUILD_STATE_TABLE)
+    wanted[changelog] = NewTopic(
+        changelog, settings.topic_partitions, 1, config={"cleanup.policy": "compact"}
+    )
+    missing = [topic for name, topic in wanted.items() if name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(missing, operation_timeout=timeout)
+    created: list[str] = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+            log.info("created topic %s", name)
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" in str(exc):
+                continue
+            raise KafkaSetupError(f"could not create topic {name}: {exc}") from exc
+    return created

@@ -1,0 +1,54 @@
+"""Run one stream worker: apply ClickHouse migrations, create topics, start Faust.
+
+In embedded mode (`chdb://` DSN) this process owns the ClickHouse data path: the
+sink and the API share one engine, and no other process may open that path while
+the worker runs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from sinks.connection import open_client
+from sinks.gateway import ClickHouseGateway
+from sinks.migrations import apply_migrations
+from streams.app import create_app
+from streams.settings import CipulseSettings
+from streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+def open_gateway(settings: CipulseSettings) -> ClickHouseGateway:
+    dsn = settings.clickhouse_dsn.get_secret_value()
+    database = settings.clickhouse_database
+    return ClickHouseGateway(lambda: open_client(dsn, database), database)
+
+
+def prepare_clickhouse(settings: CipulseSettings, gateway: ClickHouseGateway) -> None:
+    """Fail fast, before consuming anything, when ClickHouse is unusable."""
+    applied = gateway.call_sync(
+        apply_migrations,
+        raw_retention_days=settings.raw_retention_days,
+        results_retention_days=settings.results_retention_days,
+    )
+    log.info("ClickHouse schema ready (%s)", applied)
+
+
+def run_worker(settings: CipulseSettings) -> None:
+    """Block until the worker is stopped (SIGTERM / Ctrl-C)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    gateway = open_gateway(settings)
+    try:
+        prepare_clickhouse(settings, gateway)
+        created = ensure_topics(settings)
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        app = create_app(settings, gateway)
+        worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+        log.info("worker %s starting: Kafka %s, API %s", settings.app_id, settings.kafka_bootstrap, settings.api_url)
+        worker.execute_from_commandline()
+    finally:
+        gateway.close()
