@@ -1,0 +1,74 @@
+"""The cipulse event contract: Avro schemas, the models that mirror them, and the serde.
+
+Import models and enums from here; turn bytes into models (and back) only through
+`schemas.serde` (`decode`, `encode`), which is re-exported here.
+"""
+
+from __future__ import annotations
+
+from schemas.catalog import SchemaCatalog, SchemaVersion, get_catalog
+from schemas.enums import (
+    AuditDecision,
+    AuditEventKind,
+    AuditSubjectKind,
+    BuildScope,
+    BuildStatus,
+    DeadLetterKind,
+    NotificationChannel,
+    NotificationTransition,
+    TriggerReason,
+)
+from schemas.exceptions import (
+    CipulseError,
+    SchemaCatalogError,
+    SchemaViolationError,
+    SerdeError,
+    UndecodableError,
+    UnknownSchemaError,
+)
+from schemas.models import (
+    AuditEvent,
+    BuildEvent,
+    BuildStatusChange,
+    DeadLetter,
+    NodeChange,
+    NotificationRequest,
+    RecordModel,
+    TopLevelRecord,
+)
+from schemas.serde import DecodedRecord, decode, decode_dict, encode, encode_dict, fingerprint_of
+
+__all__ = [
+    "AuditDecision",
+    "AuditEvent",
+    "AuditEventKind",
+    "AuditSubjectKind",
+    "BuildEvent",
+    "BuildScope",
+    "BuildStatus",
+    "BuildStatusChange",
+    "CipulseError",
+    "DeadLetter",
+    "DeadLetterKind",
+    "DecodedRecord",
+    "NodeChange",
+    "NotificationChannel",
+    "NotificationRequest",
+    "NotificationTransition",
+    "RecordModel",
+    "SchemaCatalog",
+    "SchemaCatalogError",
+    "SchemaVersion",
+    "SchemaViolationError",
+    "SerdeError",
+    "TopLevelRecord",
+    "TriggerReason",
+    "UndecodableError",
+    "UnknownSchemaError",
+    "decode",
+    "decode_dict",
+    "encode",
+    "encode_dict",
+    "fingerprint_of",
+    "get_catalog",
+]

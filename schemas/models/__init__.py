@@ -1,0 +1,31 @@
+"""Pydantic models mirroring the latest Avro version of each contract record."""
+
+from __future__ import annotations
+
+from schemas.models._base import RecordModel, TopLevelRecord
+from schemas.models.audit_event import AuditEvent
+from schemas.models.build_event import BuildEvent
+from schemas.models.build_status_change import BuildStatusChange, NodeChange
+from schemas.models.dead_letter import DeadLetter
+from schemas.models.notification_request import NotificationRequest
+
+TOP_LEVEL_RECORDS: tuple[type[TopLevelRecord], ...] = (
+    BuildEvent,
+    BuildStatusChange,
+    AuditEvent,
+    NotificationRequest,
+    DeadLetter,
+)
+"""Every model published on its own; the catalog pairs each with its `.avsc` versions."""
+
+__all__ = [
+    "TOP_LEVEL_RECORDS",
+    "AuditEvent",
+    "BuildEvent",
+    "BuildStatusChange",
+    "DeadLetter",
+    "NodeChange",
+    "NotificationRequest",
+    "RecordModel",
+    "TopLevelRecord",
+]

@@ -1,0 +1,31 @@
+"""`NotificationRequest`: one notification to deliver. Mirrors `notification_request.v1.avsc`."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from schemas.enums import NotificationChannel, NotificationTransition
+from schemas.models._base import AvroLong, NonEmptyId, TopLevelRecord, UtcTimestamp
+
+
+class NotificationRequest(TopLevelRecord):
+    """A notification for one subscription; `notification_id` is the delivery dedup key."""
+
+    avro_name: ClassVar[str] = "io.cipulse.NotificationRequest"
+
+    notification_id: NonEmptyId
+    subscription_id: NonEmptyId
+    subject_kind: str
+    subject_id: NonEmptyId
+    project: NonEmptyId
+    pipeline: str | None = None
+    transition: NotificationTransition
+    status: str
+    version: AvroLong
+    channel: NotificationChannel
+    title: str
+    body: str
+    links: dict[str, str] = Field(default_factory=dict)
+    created_at: UtcTimestamp
