@@ -15,7 +15,7 @@ from typing import Any
 import faust
 from faust.types import TableT
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from sinks import queries
 from sinks.gateway import ClickHouseGateway
@@ -29,8 +29,13 @@ from streams.sink_agent import SinkHealth
 
 log = logging.getLogger(__name__)
 
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
+"""Prometheus' text format; aiohttp adds the charset itself and refuses one given here."""
 
-def register_api(app: faust.App, *, table: TableT, gateway: ClickHouseGateway, health: SinkHealth) -> None:
+
+def register_api(
+    app: faust.App, *, table: TableT, gateway: ClickHouseGateway, health: SinkHealth, public_url: str
+) -> None:
     """Add the cipulse endpoints to `app`'s web server."""
 
     def error(view: View, endpoint: str, status: int, message: str) -> Response:
@@ -132,9 +137,9 @@ def register_api(app: faust.App, *, table: TableT, gateway: ClickHouseGateway, h
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
             metrics.API_REQUESTS.labels("metrics", "200").inc()
-            return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+            return self.bytes(generate_latest(), content_type=PROMETHEUS_CONTENT_TYPE)
 
     @app.page("/openapi.json", name="openapi")
     class OpenApiView(View):
         async def get(self, request: Request) -> Response:
-            return ok(self, "openapi", openapi_document(str(app.conf.web_canonical_url).rstrip("/")))
+            return ok(self, "openapi", openapi_document(public_url))

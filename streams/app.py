@@ -66,8 +66,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         BUILD_STATE_TABLE,
         default=None,
         partitions=settings.topic_partitions,
-        key_serializer="raw",
-        value_serializer="json",
+        schema=faust.Schema(key_type=bytes, value_type=dict, key_serializer="raw", value_serializer="json"),
     )
     health = SinkHealth()
     register_build_agent(
@@ -88,7 +87,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         flush_seconds=settings.sink_flush_seconds,
         retry_max_seconds=settings.sink_retry_max_seconds,
     )
-    register_api(app, table=table, gateway=gateway, health=health)
+    register_api(app, table=table, gateway=gateway, health=health, public_url=settings.api_url)
 
     @app.timer(interval=LAG_REFRESH_SECONDS)
     async def refresh_lag() -> None:

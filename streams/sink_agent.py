@@ -62,6 +62,7 @@ def register_sink_agent(
     retry_max_seconds: float,
 ) -> None:
     """Attach the sink agent to `app`."""
+    metrics.SINK_HEALTHY.set(1 if health.healthy else 0)
 
     async def sink_build_status(stream: StreamT) -> None:
         async for events in stream.take_events(batch_size, within=flush_seconds):

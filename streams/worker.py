@@ -34,7 +34,8 @@ def prepare_clickhouse(settings: CipulseSettings, gateway: ClickHouseGateway) ->
         raw_retention_days=settings.raw_retention_days,
         results_retention_days=settings.results_retention_days,
     )
-    log.info("ClickHouse schema ready (%s)", applied)
+    names = ", ".join(migration.file_name for migration in applied) or "nothing new"
+    log.info("ClickHouse schema ready (applied: %s)", names)
 
 
 def run_worker(settings: CipulseSettings) -> None:

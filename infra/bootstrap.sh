@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what cipulse needs on a fresh machine: Python deps in .venv, Kafka jars in .cache.
+# Idempotent and quick when nothing changed (re-installs only when pyproject.toml changes).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+python_bin=""
+for candidate in python3.13 python3.12 python3.11 python3; do
+  if command -v "$candidate" >/dev/null 2>&1 &&
+     "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+    python_bin="$candidate"; break
+  fi
+done
+if [ -z "$python_bin" ]; then
+  echo "bootstrap: cipulse needs Python 3.11 or newer on PATH" >&2; exit 1
+fi
+
+stamp=".venv/.cipulse-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv with $("$python_bin" --version)"
+  "$python_bin" -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+  echo "bootstrap: installing Python dependencies into .venv (first time: a few minutes, chdb is ~180 MB)"
+  .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
+  .venv/bin/python -m pip install --quiet -e '.[test]'
+  echo "$want" > "$stamp"
+else
+  echo "bootstrap: Python dependencies up to date"
+fi
+bash infra/kafka.sh fetch

@@ -1,0 +1,21 @@
+"""ClickHouse side of cipulse: DDL and migrations, the batching writer's inserts, and the
+queries the API and dashboards run. Nothing here knows about Kafka or Avro; callers hand in
+typed rows (`sinks.rows`) and get typed results back (`sinks.queries`)."""
+
+from sinks.connection import open_client
+from sinks.exceptions import ClickHouseUnavailableError, MigrationError, SinkError, SinkWriteError
+from sinks.migrations import apply_migrations
+from sinks.rows import BuildEventRow, BuildResultRow
+from sinks.writer import BuildSinkWriter
+
+__all__ = [
+    "BuildEventRow",
+    "BuildResultRow",
+    "BuildSinkWriter",
+    "ClickHouseUnavailableError",
+    "MigrationError",
+    "SinkError",
+    "SinkWriteError",
+    "apply_migrations",
+    "open_client",
+]

@@ -1,0 +1,183 @@
+"""Real processes for integration tests: a Kafka broker and cipulse workers.
+
+Nothing here is mocked: the broker is infra/kafka.sh's KRaft node and a worker is the
+`cipulse worker` command in its own process, owning its own embedded ClickHouse path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_SCRIPT = REPO / "infra" / "kafka.sh"
+T = TypeVar("T")
+
+
+def free_port_pair() -> int:
+    """A free port whose successor is free too (broker + controller listeners)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return int(port)
+    raise RuntimeError("no free port pair found")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # the condition may not be checkable yet
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+
+@dataclass
+class KafkaBroker:
+    port: int
+    data_dir: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self, action: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KAFKA_PORT": str(self.port), "KAFKA_DATA_DIR": str(self.data_dir)}
+        return subprocess.run(["bash", str(KAFKA_SCRIPT), action], env=env, capture_output=True, text=True, timeout=600)
+
+    def start(self) -> None:
+        result = self._run("start")
+        if result.returncode != 0:
+            raise RuntimeError(f"broker did not start:\n{result.stdout}\n{result.stderr}")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+
+def http_json(url: str, timeout: float = 10.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:
+            return exc.code, body.decode(errors="replace")
+
+
+@dataclass
+class WorkerProcess:
+    """`cipulse worker` in a subprocess with settings isolated from every other test."""
+
+    bootstrap: str
+    work_dir: Path
+    name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+    web_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def clickhouse_path(self) -> Path:
+        return self.work_dir / "clickhouse"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CIPULSE_")},
+            "CIPULSE_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CIPULSE_TOPIC_PREFIX": self.name,
+            "CIPULSE_APP_ID": self.name,
+            "CIPULSE_TOPIC_PARTITIONS": "3",
+            "CIPULSE_CLICKHOUSE_DSN": f"chdb://{self.clickhouse_path}",
+            "CIPULSE_CLICKHOUSE_DATABASE": "cipulse",
+            "CIPULSE_DATA_DIR": str(self.work_dir / "worker"),
+            "CIPULSE_WEB_PORT": str(self.web_port),
+            "CIPULSE_SINK_FLUSH_SECONDS": "0.5",
+            **self.extra_env,
+        }
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / "worker.log"
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.name}.{suffix}"
+
+    def start(self, ready_timeout: float = 90.0) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            wait_until(self._ready, ready_timeout, f"worker {self.name} to report ready on {self.api}/ready")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"worker never became ready; log tail:\n{self.log_tail()}") from None
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+        status, _ = http_json(f"{self.api}/ready", timeout=2)
+        return status == 200
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(10)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown hooks, no final commit."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
