@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable
 from typing import Any
 
 import faust
+from faust import streams as faust_streams
 from faust.types import EventT, StreamT, TableT, TopicT
 
 from schemas import BuildEvent, DeadLetterKind
@@ -28,6 +30,18 @@ from streams.dead_letter import DeadLetterPublisher
 log = logging.getLogger(__name__)
 
 PROCESSOR = "build-state"
+
+
+def _make_current(event: EventT) -> None:
+    """Make `event` the current event of *this task* for table writes.
+
+    Tables pick the changelog partition and RocksDB shard from the current event, and
+    take_events() leaves the last buffered one current. Only the task-local context
+    variable is set: changing `stream.current_event` would race with take_events()'s
+    background buffering, which reads that attribute (it lost one event and doubled
+    another in the integration tests).
+    """
+    faust_streams._current_event.set(weakref.ref(event))
 
 
 def load_state(raw: Any) -> BuildState | None:
@@ -52,10 +66,7 @@ def register_build_agent(
         async for events in stream.take_events(batch_size, within=0.2):
             deliveries: list[Awaitable[Any]] = []
             for event in events:
-                # take_events() leaves the *last* buffered event as "current"; tables pick
-                # the changelog partition and RocksDB shard from the current event, so make
-                # each event current while it is processed.
-                stream._set_current_event(event)
+                _make_current(event)
                 delivery = await _process(event, status_topic, dead_letters, table)
                 if delivery is not None:
                     deliveries.append(delivery)

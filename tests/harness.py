@@ -181,3 +181,52 @@ class WorkerProcess:
         if not self.log_path.exists():
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def consume_records(bootstrap: str, topic: str, minimum: int, timeout: float = 60.0) -> list[Any]:
+    """Read `topic` from the beginning until at least `minimum` records arrived (or fail)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([topic])
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < minimum and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            records.append(message)
+    finally:
+        consumer.close()
+    if len(records) < minimum:
+        raise AssertionError(f"only {len(records)} of {minimum} records arrived on {topic} within {timeout:.0f}s")
+    return records
+
+
+CLICKHOUSE_PROBE = """
+import json, sys
+from sinks.connection import open_client
+client = open_client("chdb://" + sys.argv[1], sys.argv[2])
+rows = client.query(sys.argv[3]).result_rows
+client.close()
+print(json.dumps([list(row) for row in rows], default=str))
+"""
+
+
+def query_embedded_clickhouse(path: Path, sql: str, database: str = "cipulse") -> list[list[Any]]:
+    """Query a stopped worker's chDB path from a fresh process (one engine per process, and
+    the pytest process may hold another one)."""
+    result = subprocess.run(
+        [sys.executable, "-c", CLICKHOUSE_PROBE, str(path), database, sql],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"ClickHouse probe failed:\n{result.stderr[-3000:]}")
+    rows: list[list[Any]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return rows
