@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -34,7 +35,7 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 def register_api(
-    app: faust.App, *, table: TableT, gateway: ClickHouseGateway, health: SinkHealth, public_url: str
+    app: faust.App, *, table: TableT[bytes, Any], gateway: ClickHouseGateway, health: SinkHealth, public_url: str
 ) -> None:
     """Add the cipulse endpoints to `app`'s web server."""
 
@@ -48,7 +49,7 @@ def register_api(
 
     @app.page("/builds/{build_id}", name="build_state")
     class BuildStateView(View):
-        @app.table_route(table=table, match_info="build_id")
+        @app.table_route(table=table, match_info="build_id")  # type: ignore[arg-type]
         async def get(self, request: Request, build_id: str) -> Response:
             state = load_state(table.get(build_id.encode()))
             if state is None:
@@ -87,12 +88,14 @@ def register_api(
                 except ApiRequestError as exc:
                     return error(self, endpoint, 400, str(exc))
                 until = datetime.now(UTC)
-                query = queries.pipeline_stats if per_pipeline else queries.project_stats
-                filters: dict[str, Any] = {"project": project}
-                if per_pipeline:
-                    filters["pipeline"] = pipeline
+                rows: Sequence[queries.PipelineStats | queries.ProjectStats]
                 try:
-                    rows = await gateway.call(query, window=window, now=until, **filters)
+                    if per_pipeline:
+                        rows = await gateway.call(
+                            queries.pipeline_stats, window=window, now=until, project=project, pipeline=pipeline
+                        )
+                    else:
+                        rows = await gateway.call(queries.project_stats, window=window, now=until, project=project)
                 except Exception as exc:
                     log.error("%s query failed: %s", endpoint, exc)
                     return error(self, endpoint, 503, f"ClickHouse query failed: {exc}")

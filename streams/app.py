@@ -7,6 +7,7 @@ workers (own topics, group, store and ClickHouse database) in the same way the C
 from __future__ import annotations
 
 import logging
+from typing import Any
 from dataclasses import dataclass
 
 import faust
@@ -62,11 +63,11 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         build_status=_raw_topic(app, topic_name(settings, BUILD_STATUS)),
         dead_letter=_raw_topic(app, topic_name(settings, DEAD_LETTER), partitions=1),
     )
-    table: TableT = app.Table(
+    table: TableT[bytes, Any] = app.Table(
         BUILD_STATE_TABLE,
         default=None,
         partitions=settings.topic_partitions,
-        schema=faust.Schema(key_type=bytes, value_type=dict, key_serializer="raw", value_serializer="json"),
+        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
     )
     health = SinkHealth()
     register_build_agent(
@@ -89,7 +90,6 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     )
     register_api(app, table=table, gateway=gateway, health=health, public_url=settings.api_url)
 
-    @app.timer(interval=LAG_REFRESH_SECONDS)
     async def refresh_lag() -> None:
         """Publish consumer lag (end offset - committed offset) per assigned partition."""
         monitor = app.monitor
@@ -100,6 +100,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
                 if end is not None:
                     metrics.CONSUMER_LAG.labels(topic, str(partition)).set(max(0, end - (done or 0)))
 
+    app.timer(interval=LAG_REFRESH_SECONDS)(refresh_lag)
     return app
 
 

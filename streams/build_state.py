@@ -171,6 +171,7 @@ def _ownership_mismatch(state: BuildState, event: BuildEvent) -> str | None:
 
 def _apply_to_build(state: BuildState, event: BuildEvent) -> tuple[str, ...] | Ignored | Rejected:
     before = state.model_dump(exclude={"stages", "seq", "last_seq", "revision", "updated_at"})
+    before_seq = state.seq
     if event.seq <= state.seq or _repeats_final(state.status, event):
         if not _fill_gaps(state, event, _BUILD_CONTEXT_FIELDS):
             return _stale(state.seq, event, "build")
@@ -190,7 +191,8 @@ def _apply_to_build(state: BuildState, event: BuildEvent) -> tuple[str, ...] | I
         if event.executor_labels:
             state.executor_labels = {**state.executor_labels, **event.executor_labels}
     after = state.model_dump(exclude={"stages", "seq", "last_seq", "revision", "updated_at"})
-    changed = tuple(name for name in after if after[name] != before[name])
+    first_report = before_seq == NOT_REPORTED and state.seq != NOT_REPORTED
+    changed = tuple(name for name in after if after[name] != before[name] or (first_report and name == "status"))
     return changed if changed else Ignored("duplicate", f"build {event.build_id} seq {event.seq} changes nothing")
 
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust import streams as faust_streams
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 PROCESSOR = "build-state"
 
 
-def _make_current(event: EventT) -> None:
+def _make_current(event: EventT[Any]) -> None:
     """Make `event` the current event of *this task* for table writes.
 
     Tables pick the changelog partition and RocksDB shard from the current event, and
@@ -57,13 +57,13 @@ def register_build_agent(
     source: TopicT,
     status_topic: TopicT,
     dead_letters: DeadLetterPublisher,
-    table: TableT,
+    table: TableT[bytes, Any],
     batch_size: int,
 ) -> None:
     """Attach the build-state agent to `app`."""
 
-    async def track_builds(stream: StreamT) -> None:
-        async for events in stream.take_events(batch_size, within=0.2):
+    async def track_builds(stream: StreamT[Any]) -> None:
+        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=0.2):
             deliveries: list[Awaitable[Any]] = []
             for event in events:
                 _make_current(event)
@@ -77,7 +77,7 @@ def register_build_agent(
 
 
 async def _process(
-    event: EventT, status_topic: TopicT, dead_letters: DeadLetterPublisher, table: TableT
+    event: EventT[Any], status_topic: TopicT, dead_letters: DeadLetterPublisher, table: TableT[bytes, Any]
 ) -> Awaitable[Any] | None:
     try:
         build_event = decode(event.value, BuildEvent)

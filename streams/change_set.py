@@ -62,6 +62,8 @@ def _node_change(
         finished_at=node.finished_at,
         duration_ms=node.duration_ms,
         error_reason=node.error_reason,
+        termination_reason=node.termination_reason if isinstance(node, TaskState) else None,
+        exit_code=node.exit_code if isinstance(node, TaskState) else None,
     )
 
 

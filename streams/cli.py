@@ -147,7 +147,7 @@ def _get_json(url: str) -> tuple[int, Any]:
 def _build(args: argparse.Namespace, settings: CipulseSettings) -> int:
     base = (args.api or settings.api_url).rstrip("/")
     suffix = "/history" if args.action == "history" else ""
-    status, body = _get_json(f"{base}/builds/{urllib.request.quote(args.build_id, safe='')}{suffix}")
+    status, body = _get_json(f"{base}/builds/{urllib.parse.quote(args.build_id, safe='')}{suffix}")
     print(json.dumps(body, indent=2))
     return 0 if status == 200 else 1
 

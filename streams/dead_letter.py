@@ -27,7 +27,7 @@ class DeadLetterPublisher:
         self._topic = topic
         self._processor = processor
 
-    async def publish(self, event: EventT, kind: DeadLetterKind, reason: str) -> Awaitable[Any]:
+    async def publish(self, event: EventT[Any], kind: DeadLetterKind, reason: str) -> Awaitable[Any]:
         """Queue the dead letter and return its delivery future (await it before acking)."""
         message = event.message
         origin = f"{message.topic}[{message.partition}]@{message.offset}"

@@ -11,6 +11,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from schemas import BuildEvent, BuildScope, BuildStatus, TriggerReason
 
@@ -58,18 +59,18 @@ def simulate_build(rng: random.Random, start: datetime, build_id: str | None = N
     clock = start
     seq = 0
     events: list[BuildEvent] = []
+    build_context: dict[str, Any] = {"trigger_reason": trigger, "trigger_user": user, "branch": branch, "commit_sha": sha}
 
     def emit(status: BuildStatus, scope: BuildScope = BuildScope.BUILD, stage: str | None = None,
-             task: str | None = None, **extra: object) -> None:
+             task: str | None = None, **extra: Any) -> None:
         nonlocal seq
         seq += 1
         events.append(BuildEvent(
             event_id=uuid.UUID(int=rng.getrandbits(128)).hex, build_id=build_id, project=project,
             pipeline=pipeline, seq=seq, event_time=clock, scope=scope, stage_id=stage, task_id=task,
             name=task or stage, status=status,
-            **({"trigger_reason": trigger, "trigger_user": user, "branch": branch, "commit_sha": sha}
-               if scope is BuildScope.BUILD else {}),
-            **extra,  # type: ignore[arg-type]
+            **(build_context if scope is BuildScope.BUILD else {}),
+            **extra,
         ))
 
     def advance(low: float, high: float) -> None:
@@ -85,7 +86,7 @@ def simulate_build(rng: random.Random, start: datetime, build_id: str | None = N
     advance(1, 10)
     emit(S.RUNNING)
     final = S.SUCCEEDED
-    build_error: dict[str, object] = {}
+    build_error: dict[str, Any] = {}
     for stage, tasks in STAGES:
         if final is not S.SUCCEEDED:
             emit(S.SKIPPED, BuildScope.STAGE, stage)

@@ -8,16 +8,17 @@ from datetime import timedelta
 
 from streams.exceptions import ApiRequestError
 
-_WINDOW = re.compile(r"^(\d{1,5})([smhd])$")
+_WINDOW = re.compile(r"([0-9]{1,5})([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_WINDOW = timedelta(days=400)
-_NAME = re.compile(r"^[\w.\-/]{1,200}$")
+_DIGITS = re.compile(r"[0-9]{1,6}")
+_NAME = re.compile(r"[A-Za-z0-9_.\-/]{1,200}")
 
 
 def parse_window(raw: str | None, default: str = "24h") -> timedelta:
     """`15m`, `1h`, `7d` ... up to 400 days."""
     text = default if raw is None or raw == "" else raw
-    match = _WINDOW.match(text)
+    match = _WINDOW.fullmatch(text)
     if match is None:
         raise ApiRequestError(
             f"window={text!r} is not a duration: use a number and a unit s, m, h or d, e.g. 15m, 1h, 7d"
@@ -32,7 +33,7 @@ def parse_window(raw: str | None, default: str = "24h") -> timedelta:
 def parse_limit(raw: str | None, default: int = 1000, maximum: int = 10000) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= maximum:
         raise ApiRequestError(f"limit={raw!r} must be an integer from 1 to {maximum}")
     return int(raw)
 
@@ -42,7 +43,7 @@ def parse_name(query: Mapping[str, str], name: str) -> str | None:
     raw = query.get(name)
     if raw is None or raw == "":
         return None
-    if not _NAME.match(raw):
+    if not _NAME.fullmatch(raw):
         raise ApiRequestError(
             f"{name}={raw!r} is not a valid name: use letters, digits, '_', '.', '-', '/' (max 200)"
         )

@@ -18,25 +18,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class CipulseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIPULSE_", extra="ignore")
 
-    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
-    topic_prefix: str = Field("cipulse", description="Prefix of every topic cipulse creates and uses")
-    topic_partitions: int = Field(4, ge=1, description="Partitions of the keyed topics (and table changelogs)")
-    app_id: str = Field("cipulse", description="Faust application id: consumer group and changelog prefix")
-    clickhouse_dsn: SecretStr = Field(
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
+    topic_prefix: str = Field(default="cipulse", description="Prefix of every topic cipulse creates and uses")
+    topic_partitions: int = Field(default=4, ge=1, description="Partitions of the keyed topics (and table changelogs)")
+    app_id: str = Field(default="cipulse", description="Faust application id: consumer group and changelog prefix")
+    clickhouse_dsn: SecretStr = Field(default=
         SecretStr(f"chdb://{REPO_ROOT / '.data' / 'clickhouse'}"),
         description="chdb:///abs/path (embedded, one owning process), chdb://memory, or http(s)://user:pass@host:port",
     )
-    clickhouse_database: str = Field("cipulse", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    raw_retention_days: int = Field(30, ge=1, description="TTL of day-partitioned raw event tables")
-    results_retention_days: int = Field(400, ge=1, description="TTL of per-build result rows")
-    data_dir: Path = Field(REPO_ROOT / ".data" / "worker", description="Faust table stores (RocksDB) live here")
-    table_store: Literal["rocksdb", "memory"] = Field("rocksdb", description="Faust table store")
+    clickhouse_database: str = Field(default="cipulse", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    raw_retention_days: int = Field(default=30, ge=1, description="TTL of day-partitioned raw event tables")
+    results_retention_days: int = Field(default=400, ge=1, description="TTL of per-build result rows")
+    data_dir: Path = Field(default=REPO_ROOT / ".data" / "worker", description="Faust table stores (RocksDB) live here")
+    table_store: Literal["rocksdb", "memory"] = Field(default="rocksdb", description="Faust table store")
     web_host: str = "127.0.0.1"
-    web_port: int = Field(6066, ge=1, le=65535)
-    state_batch_size: int = Field(500, ge=1, description="Events the build-state agent takes per batch")
-    sink_batch_size: int = Field(5000, ge=1, description="Change sets per ClickHouse insert (or sink_flush_seconds)")
-    sink_flush_seconds: float = Field(1.0, gt=0, description="Longest a change set waits before its batch is written")
-    sink_retry_max_seconds: float = Field(30.0, gt=0, description="Cap of the sink's retry backoff while ClickHouse fails")
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    state_batch_size: int = Field(default=500, ge=1, description="Events the build-state agent takes per batch")
+    sink_batch_size: int = Field(default=5000, ge=1, description="Change sets per ClickHouse insert (or sink_flush_seconds)")
+    sink_flush_seconds: float = Field(default=1.0, gt=0, description="Longest a change set waits before its batch is written")
+    sink_retry_max_seconds: float = Field(default=30.0, gt=0, description="Cap of the sink's retry backoff while ClickHouse fails")
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
 
     @property

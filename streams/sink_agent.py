@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import StreamT, TopicT
@@ -64,8 +64,8 @@ def register_sink_agent(
     """Attach the sink agent to `app`."""
     metrics.SINK_HEALTHY.set(1 if health.healthy else 0)
 
-    async def sink_build_status(stream: StreamT) -> None:
-        async for events in stream.take_events(batch_size, within=flush_seconds):
+    async def sink_build_status(stream: StreamT[Any]) -> None:
+        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=flush_seconds):
             event_rows: list[BuildEventRow] = []
             result_rows: list[BuildResultRow] = []
             dead: list[Any] = []

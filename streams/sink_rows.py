@@ -29,7 +29,7 @@ def event_row(change: BuildStatusChange) -> BuildEventRow:
         trigger_user=change.trigger_user or "",
         branch=change.branch or "",
         error_reason=(node.error_reason if node else change.error_reason) or "",
-        termination_reason=change.termination_reason or "",
+        termination_reason=(node.termination_reason if node else change.termination_reason) or "",
     )
 
 

@@ -53,6 +53,9 @@ AvroLong = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 """Avro `long` (64-bit signed)."""
 
 SequenceNumber = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+DurationMillis = Annotated[int, Field(ge=0, le=2**63 - 1)]
+"""A duration can't be negative: a clock-skewed reporter's value is refused at the door."""
 """A per-entity sequence number (Avro `long`), never negative."""
 
 

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from schemas.enums import BuildScope, BuildStatus, TriggerReason
 from schemas.models._base import (
+    DurationMillis,
     AvroInt,
     AvroLong,
     NonEmptyId,
@@ -47,7 +48,7 @@ class BuildEvent(TopLevelRecord):
     error_reason: str | None = None
     termination_reason: str | None = None
     exit_code: AvroInt | None = None
-    duration_ms: AvroLong | None = None
+    duration_ms: DurationMillis | None = None
     executor_labels: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")

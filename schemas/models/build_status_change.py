@@ -12,6 +12,8 @@ from pydantic import Field, model_validator
 
 from schemas.enums import BuildScope, BuildStatus, TriggerReason
 from schemas.models._base import (
+    AvroInt,
+    DurationMillis,
     AvroLong,
     NonEmptyId,
     RecordModel,
@@ -32,8 +34,10 @@ class NodeChange(RecordModel):
     previous_status: BuildStatus | None = None
     started_at: UtcTimestamp | None = None
     finished_at: UtcTimestamp | None = None
-    duration_ms: AvroLong | None = None
+    duration_ms: DurationMillis | None = None
     error_reason: str | None = None
+    termination_reason: str | None = None
+    exit_code: AvroInt | None = None
 
     @model_validator(mode="after")
     def _task_names_its_task(self) -> Self:
@@ -60,7 +64,7 @@ class BuildStatusChange(TopLevelRecord):
     queued_at: UtcTimestamp | None = None
     started_at: UtcTimestamp | None = None
     finished_at: UtcTimestamp | None = None
-    duration_ms: AvroLong | None = None
+    duration_ms: DurationMillis | None = None
     trigger_reason: TriggerReason | None = None
     trigger_user: str | None = None
     branch: str | None = None

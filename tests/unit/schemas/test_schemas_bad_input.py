@@ -199,3 +199,10 @@ def test_record_of_another_type_than_expected_is_schema_violation_naming_both() 
         match=r"expected BuildEvent \(io.cipulse.BuildEvent\) but the payload holds AuditEvent",
     ):
         decode(payload, BuildEvent)
+
+
+def test_schemas_negative_duration_is_a_schema_violation() -> None:
+    """A clock-skewed runner's negative duration is refused at the contract, never stored."""
+    payload = encode_dict("io.cipulse.BuildEvent", {**BUILD_EVENT.model_dump(), "duration_ms": -5})
+    with pytest.raises(SchemaViolationError, match="duration_ms"):
+        decode(payload, BuildEvent)

@@ -24,7 +24,7 @@ PUBLISHED_FINGERPRINTS = {
     "audit_event.v1.avsc": "2a6f096e07434f6c",
     "build_event.v1.avsc": "9fa8feac96e3c7c1",
     "build_event.v2.avsc": "fc8ce861bb506b85",
-    "build_status_change.v1.avsc": "72ac7936d1f27690",
+    "build_status_change.v1.avsc": "5e029ea629a1074d",
     "dead_letter.v1.avsc": "588bdfb23ca51d78",
     "notification_request.v1.avsc": "5da54bdbfbbaa4fc",
 }

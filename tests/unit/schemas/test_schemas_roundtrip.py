@@ -69,6 +69,7 @@ timestamps = st.datetimes(
     ),
 )
 longs = st.integers(-(2**63), 2**63 - 1)
+durations = st.integers(0, 2**63 - 1)
 
 
 @st.composite
@@ -97,7 +98,7 @@ def build_events(draw: st.DrawFn) -> BuildEvent:
         error_reason=draw(st.none() | texts),
         termination_reason=draw(st.none() | st.sampled_from(["OOMKilled", "Evicted", "NodeLost"])),
         exit_code=draw(st.none() | st.integers(-(2**31), 2**31 - 1)),
-        duration_ms=draw(st.none() | longs),
+        duration_ms=draw(st.none() | durations),
         executor_labels=draw(labels),
     )
 
@@ -114,7 +115,7 @@ def node_changes(draw: st.DrawFn) -> NodeChange:
         previous_status=draw(st.none() | st.sampled_from(BuildStatus)),
         started_at=draw(st.none() | timestamps),
         finished_at=draw(st.none() | timestamps),
-        duration_ms=draw(st.none() | longs),
+        duration_ms=draw(st.none() | durations),
         error_reason=draw(st.none() | texts),
     )
 
@@ -135,7 +136,7 @@ def build_status_changes(draw: st.DrawFn) -> BuildStatusChange:
         queued_at=draw(st.none() | timestamps),
         started_at=draw(st.none() | timestamps),
         finished_at=draw(st.none() | timestamps),
-        duration_ms=draw(st.none() | longs),
+        duration_ms=draw(st.none() | durations),
         trigger_reason=draw(st.none() | st.sampled_from(TriggerReason)),
         trigger_user=draw(st.none() | texts),
         branch=draw(st.none() | texts),

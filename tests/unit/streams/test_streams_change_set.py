@@ -132,6 +132,8 @@ def test_changed_fields_are_exactly_the_build_level_fields_that_differ() -> None
         before = build_level_fields(step.accepted.previous or fresh_build(step.event))
         after = build_level_fields(step.accepted.state)
         expected = {name for name in after if after[name] != before[name]}
+        if step.accepted.previous is None or step.accepted.previous.seq < 0:
+            expected.add("status")  # a build's first report always names its status
         assert set(step.change.changed_fields) == expected, step.event.seq
         assert len(step.change.changed_fields) == len(expected)
 
@@ -139,7 +141,7 @@ def test_changed_fields_are_exactly_the_build_level_fields_that_differ() -> None
 def test_changed_fields_of_the_lifecycle_name_what_each_event_moved() -> None:
     _, steps = deliver(LIFECYCLE)
     changed = [set(step.change.changed_fields) for step in steps]
-    assert changed[0] == {"queued_at", "trigger_reason", "trigger_user", "branch", "commit_sha"}
+    assert changed[0] == {"status", "queued_at", "trigger_reason", "trigger_user", "branch", "commit_sha"}
     assert changed[1] == {"status", "executor", "executor_labels"}
     assert changed[2] == {"status", "started_at"}
     assert changed[3:8] == [set()] * 5, "stage/task events change no build-level field"
@@ -163,7 +165,8 @@ def test_stage_and_task_events_carry_exactly_their_node_with_previous_status() -
                        status=S.RUNNING, started_at=T0 + timedelta(minutes=2))],
         6: [NodeChange(scope=BuildScope.TASK, stage_id="build", task_id="compile", name="compile",
                        status=S.FAILED, previous_status=S.RUNNING, started_at=T0 + timedelta(minutes=2),
-                       finished_at=T0 + timedelta(minutes=5), duration_ms=180_000, error_reason="compile error")],
+                       finished_at=T0 + timedelta(minutes=5), duration_ms=180_000, error_reason="compile error",
+                       termination_reason="Error", exit_code=2)],
         7: [NodeChange(scope=BuildScope.STAGE, stage_id="build", name="build", status=S.FAILED,
                        previous_status=S.RUNNING, started_at=T0 + timedelta(minutes=2),
                        finished_at=T0 + timedelta(minutes=5), duration_ms=180_000, error_reason="compile failed")],
