@@ -132,7 +132,18 @@ def register_api(
             assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
             if not assigned:
                 problems.append("no Kafka partitions assigned yet (consumer group still joining)")
-            checks = {"clickhouse": clickhouse_ok, "sink": health.healthy, "partitions_assigned": assigned}
+            recovery = app.tables.recovery
+            recovered = assigned and not app.rebalancing and not recovery.in_recovery
+            if assigned and not recovered:
+                problems.append(
+                    f"restoring table state from changelogs ({recovery.active_remaining_total()} records to go)"
+                )
+            checks = {
+                "clickhouse": clickhouse_ok,
+                "sink": health.healthy,
+                "partitions_assigned": assigned,
+                "state_recovered": recovered,
+            }
             body = m.ReadinessBody(ready=not problems, checks=checks, problems=problems)
             return ok(self, "ready", body.model_dump(), status=200 if body.ready else 503)
 

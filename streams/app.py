@@ -57,6 +57,8 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         web_stats_enabled=False,
         web_metrics_enabled=False,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.consumer_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout / 3),
     )
     topics = PipelineTopics(
         build_events=_raw_topic(app, topic_name(settings, BUILD_EVENTS)),
@@ -67,7 +69,10 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         BUILD_STATE_TABLE,
         default=None,
         partitions=settings.topic_partitions,
-        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+        # bytes in, bytes out: Faust derives the changelog codecs from these types, and a
+        # schema= argument is overridden by them (recovery then decoded raw keys as JSON).
+        key_type=bytes,
+        value_type=bytes,
     )
     health = SinkHealth()
     register_build_agent(

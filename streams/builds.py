@@ -44,11 +44,15 @@ def _make_current(event: EventT[Any]) -> None:
     faust_streams._current_event.set(weakref.ref(event))
 
 
-def load_state(raw: Any) -> BuildState | None:
-    """Table values are JSON dicts (Faust's json codec); None for unknown builds."""
+def load_state(raw: bytes | None) -> BuildState | None:
+    """Table values are the state's JSON bytes (pydantic's Rust codec); None for unknown builds."""
     if raw is None:
         return None
-    return BuildState.model_validate(raw)
+    return BuildState.model_validate_json(raw)
+
+
+def dump_state(state: BuildState) -> bytes:
+    return state.model_dump_json().encode()
 
 
 def register_build_agent(
@@ -101,7 +105,7 @@ async def _process(
     # Publish before updating the table: if we die in between, the replayed event is
     # applied again and re-publishes the same change (same revision), never loses it.
     delivery = await status_topic.send(key=key, value=encode(change_set(outcome, build_event)))
-    table[key] = outcome.state.model_dump(mode="json")
+    table[key] = dump_state(outcome.state)
     metrics.BUILD_EVENTS.labels("accepted").inc()
     metrics.CHANGE_SETS_PUBLISHED.inc()
     return delivery

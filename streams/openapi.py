@@ -84,7 +84,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "ready",
         "/ready",
-        "Readiness: ClickHouse reachable, sink writing, partitions assigned",
+        "Readiness: ClickHouse reachable, sink writing, partitions assigned, table state recovered",
         {200: ("Ready", m.ReadinessBody), 503: ("Not ready; `problems` says why", m.ReadinessBody)},
         tags=("operations",),
     ),

@@ -37,6 +37,11 @@ class CipulseSettings(BaseSettings):
     sink_batch_size: int = Field(default=5000, ge=1, description="Change sets per ClickHouse insert (or sink_flush_seconds)")
     sink_flush_seconds: float = Field(default=1.0, gt=0, description="Longest a change set waits before its batch is written")
     sink_retry_max_seconds: float = Field(default=30.0, gt=0, description="Cap of the sink's retry backoff while ClickHouse fails")
+    consumer_session_timeout: float = Field(
+        default=30.0,
+        ge=6.0,
+        description="Seconds before a silent worker (killed, partitioned) loses its partitions to the others",
+    )
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
 
     @property

@@ -126,6 +126,7 @@ class WorkerProcess:
             "CIPULSE_DATA_DIR": str(self.work_dir / "worker"),
             "CIPULSE_WEB_PORT": str(self.web_port),
             "CIPULSE_SINK_FLUSH_SECONDS": "0.5",
+            "CIPULSE_CONSUMER_SESSION_TIMEOUT": "10",
             **self.extra_env,
         }
 

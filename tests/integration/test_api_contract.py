@@ -36,7 +36,10 @@ def fed_worker(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> 
             lambda: http_json(f"{worker.api}/builds/{last.build_id}")[1].get("status") == last.final_status.value,
             90, "the last demo build to finish",
         )
-        wait_until(lambda: http_json(f"{worker.api}/builds/{last.build_id}/history")[0] == 200, 60, "history in ClickHouse")
+        wait_until(
+            lambda: sum(row["finished"] for row in http_json(f"{worker.api}/stats/pipelines?window=2h")[1]["rows"]) == 12,
+            60, "all 12 builds in the ClickHouse stats",
+        )
         yield worker, last.build_id
     finally:
         worker.stop()
@@ -103,7 +106,9 @@ def test_readiness_reports_each_check(fed_worker: tuple[WorkerProcess, str]) -> 
     worker, _ = fed_worker
     status, body = http_json(f"{worker.api}/ready")
     assert status == 200
-    assert m.ReadinessBody.model_validate(body).checks == {"clickhouse": True, "sink": True, "partitions_assigned": True}
+    assert m.ReadinessBody.model_validate(body).checks == {
+        "clickhouse": True, "sink": True, "partitions_assigned": True, "state_recovered": True,
+    }
 
 
 def test_prometheus_metrics_count_pipeline_outcomes(fed_worker: tuple[WorkerProcess, str]) -> None:
@@ -115,3 +120,24 @@ def test_prometheus_metrics_count_pipeline_outcomes(fed_worker: tuple[WorkerProc
     accepted = [line for line in text.splitlines() if line.startswith('cipulse_build_events_total{outcome="accepted"}')]
     assert accepted and float(accepted[0].split()[-1]) > 0
     assert "cipulse_consumer_lag_messages" in text and "cipulse_sink_healthy 1.0" in text
+
+
+def test_cli_build_status_prints_the_live_state(fed_worker: tuple[WorkerProcess, str]) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from harness import REPO
+
+    worker, build_id = fed_worker
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "build", "status", build_id, "--api", worker.api],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["build_id"] == build_id
+    missing = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "build", "status", "no-such-build", "--api", worker.api],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert missing.returncode == 1 and "unknown build" in missing.stdout

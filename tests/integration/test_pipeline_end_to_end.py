@@ -207,3 +207,30 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_worker_killed_mid_stream_and_restarted_counts_every_event_exactly_once(worker_factory: Any) -> None:
+    worker: WorkerProcess = worker_factory()
+    builds = recent_builds(120, seed=31)
+    total_events = sum(len(b.events) for b in builds)
+    producer = producer_for(worker)
+    for build in builds:
+        for event in build.events:
+            producer.send(event)
+    producer.flush()
+    wait_until(lambda: outcome_counts(worker)[1] >= total_events // 4, 60, "a quarter of the events to be processed")
+    worker.kill()  # SIGKILL: no graceful shutdown, no final commit
+
+    worker.start()
+    wait_for_finished(worker, builds, timeout=180)
+    wait_until(lambda: stats_total(worker) == expected_totals(builds), 60, "stats to count every build once")
+    # The restarted worker's counters start at 0; replayed events it had already applied show as duplicates.
+    wait_until(lambda: sink_rows_written(worker) > 0, 30, "the sink to write after the restart")
+    assert worker.stop() == 0
+    rows = query_embedded_clickhouse(
+        worker.clickhouse_path,
+        "SELECT (SELECT count() FROM cipulse.build_events FINAL), (SELECT count() FROM cipulse.build_results FINAL),"
+        " (SELECT countIf(status = 'SUCCEEDED') FROM cipulse.build_results FINAL)",
+    )
+    succeeded = sum(1 for b in builds if b.final_status is BuildStatus.SUCCEEDED)
+    assert rows == [[total_events, len(builds), succeeded]]
