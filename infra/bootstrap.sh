@@ -24,8 +24,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "bootstrap: installing Python dependencies into .venv (first time: a few minutes, chdb is ~180 MB)"
-  .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-  .venv/bin/python -m pip install --quiet -e '.[test]'
+  mkdir -p .cache
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[test]'; } \
+       > .cache/pip-install.log 2>&1; then
+    tail -n 40 .cache/pip-install.log >&2
+    echo "bootstrap: pip install failed (full log: .cache/pip-install.log)" >&2; exit 1
+  fi
   echo "$want" > "$stamp"
 else
   echo "bootstrap: Python dependencies up to date"
