@@ -11,9 +11,10 @@ import dataclasses
 import logging
 from datetime import UTC, datetime
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.tables.manager import TableManager
 from faust.types import TableT
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
@@ -132,7 +133,7 @@ def register_api(
             assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
             if not assigned:
                 problems.append("no Kafka partitions assigned yet (consumer group still joining)")
-            recovery = app.tables.recovery
+            recovery = cast(TableManager, app.tables).recovery
             recovered = assigned and not app.rebalancing and not recovery.in_recovery
             if assigned and not recovered:
                 problems.append(

@@ -1,10 +1,13 @@
 """The build-state agent: keeps every build's current state in a Faust table and
 publishes a change set for each accepted event.
 
-Delivery guarantee: events are taken in batches and acknowledged only after the
-batch's change sets and dead letters are acknowledged by the broker (Faust also
-flushes the producer before committing offsets). A crash replays the batch; the
-per-node sequence numbers in `apply_event` turn the replay into no-ops.
+Delivery guarantee: events are taken in batches; the batch's change sets and dead
+letters must be acknowledged by the broker before the changed states are written to
+the table, and the offsets are acknowledged after that (Faust also flushes the
+producer, changelog included, before committing offsets). A crash replays the batch:
+states the table already has turn replayed events into no-ops (per-node sequence
+numbers), and states it lacks re-publish the same change sets (same revision), which
+downstream writes de-duplicate.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
@@ -55,6 +59,31 @@ def dump_state(state: BuildState) -> bytes:
     return state.model_dump_json().encode()
 
 
+@dataclass
+class _BatchStates:
+    """States changed by the current batch, written to the table only after the batch's
+    change sets are acknowledged (a table write that outlives a lost change set would
+    turn the replayed event into a no-op and lose the change for good)."""
+
+    table: TableT[bytes, Any]
+    changed: dict[bytes, tuple[BuildState, EventT[Any]]] = field(default_factory=dict)
+
+    def get(self, key: bytes) -> BuildState | None:
+        if key in self.changed:
+            return self.changed[key][0]
+        return load_state(self.table.get(key))
+
+    def put(self, key: bytes, state: BuildState, event: EventT[Any]) -> None:
+        self.changed[key] = (state, event)
+
+    def commit(self) -> None:
+        """One table write per build per batch; each goes to its source event's partition."""
+        for key, (state, event) in self.changed.items():
+            _make_current(event)
+            self.table[key] = dump_state(state)
+        self.changed.clear()
+
+
 def register_build_agent(
     app: faust.App,
     *,
@@ -67,21 +96,22 @@ def register_build_agent(
     """Attach the build-state agent to `app`."""
 
     async def track_builds(stream: StreamT[Any]) -> None:
+        states = _BatchStates(table)
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=0.2):
             deliveries: list[Awaitable[Any]] = []
             for event in events:
-                _make_current(event)
-                delivery = await _process(event, status_topic, dead_letters, table)
+                delivery = await _process(event, status_topic, dead_letters, states)
                 if delivery is not None:
                     deliveries.append(delivery)
-            # Acks happen when this loop resumes: only after every send is acknowledged.
             await asyncio.gather(*deliveries)
+            states.commit()
+            # The batch's offsets are acked when this loop resumes, after all of the above.
 
     app.agent(source, name=PROCESSOR)(track_builds)
 
 
 async def _process(
-    event: EventT[Any], status_topic: TopicT, dead_letters: DeadLetterPublisher, table: TableT[bytes, Any]
+    event: EventT[Any], status_topic: TopicT, dead_letters: DeadLetterPublisher, states: _BatchStates
 ) -> Awaitable[Any] | None:
     try:
         build_event = decode(event.value, BuildEvent)
@@ -93,7 +123,8 @@ async def _process(
         return await dead_letters.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc))
 
     key = build_event.build_id.encode()
-    outcome = apply_event(load_state(table.get(key)), build_event)
+    _make_current(event)
+    outcome = apply_event(states.get(key), build_event)
     if isinstance(outcome, Ignored):
         metrics.BUILD_EVENTS.labels(outcome.kind).inc()
         log.debug("ignored %s event: %s", outcome.kind, outcome.reason)
@@ -102,10 +133,8 @@ async def _process(
         metrics.BUILD_EVENTS.labels("rejected").inc()
         return await dead_letters.publish(event, DeadLetterKind.ILLEGAL_TRANSITION, outcome.reason)
 
-    # Publish before updating the table: if we die in between, the replayed event is
-    # applied again and re-publishes the same change (same revision), never loses it.
     delivery = await status_topic.send(key=key, value=encode(change_set(outcome, build_event)))
-    table[key] = dump_state(outcome.state)
+    states.put(key, outcome.state, event)
     metrics.BUILD_EVENTS.labels("accepted").inc()
     metrics.CHANGE_SETS_PUBLISHED.inc()
     return delivery
