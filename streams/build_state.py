@@ -123,6 +123,11 @@ _BUILD_CONTEXT_FIELDS = (
     "termination_reason",
     "exit_code",
 )
+_HEADER_FIELDS = tuple(
+    name for name in BuildState.model_fields if name not in {"stages", "seq", "last_seq", "revision", "updated_at"}
+)
+"""Build-level fields whose change is reported in a change set's `changed_fields`."""
+
 _STAGE_CONTEXT_FIELDS = ("name", "error_reason")
 _TASK_CONTEXT_FIELDS = ("name", "error_reason", "termination_reason", "exit_code", "executor")
 
@@ -143,7 +148,9 @@ def apply_event(state: BuildState | None, event: BuildEvent) -> Outcome:
         mismatch = _ownership_mismatch(state, event)
         if mismatch:
             return Rejected(mismatch)
-        state = state.model_copy(deep=True)
+        # Copy on write: the build's scalars here, the touched stage/task in _apply_to_child;
+        # the caller's state is never mutated (a deep copy cost most of the agent's CPU).
+        state = state.model_copy()
 
     if event.scope is BuildScope.BUILD:
         outcome = _apply_to_build(state, event)
@@ -170,7 +177,7 @@ def _ownership_mismatch(state: BuildState, event: BuildEvent) -> str | None:
 
 
 def _apply_to_build(state: BuildState, event: BuildEvent) -> tuple[str, ...] | Ignored | Rejected:
-    before = state.model_dump(exclude={"stages", "seq", "last_seq", "revision", "updated_at"})
+    before = {name: getattr(state, name) for name in _HEADER_FIELDS}
     before_seq = state.seq
     if event.seq <= state.seq or _repeats_final(state.status, event):
         if not _fill_gaps(state, event, _BUILD_CONTEXT_FIELDS):
@@ -190,7 +197,7 @@ def _apply_to_build(state: BuildState, event: BuildEvent) -> tuple[str, ...] | I
             state.environment = {**state.environment, **event.environment}
         if event.executor_labels:
             state.executor_labels = {**state.executor_labels, **event.executor_labels}
-    after = state.model_dump(exclude={"stages", "seq", "last_seq", "revision", "updated_at"})
+    after = {name: getattr(state, name) for name in _HEADER_FIELDS}
     first_report = before_seq == NOT_REPORTED and state.seq != NOT_REPORTED
     changed = tuple(name for name in after if after[name] != before[name] or (first_report and name == "status"))
     return changed if changed else Ignored("duplicate", f"build {event.build_id} seq {event.seq} changes nothing")
@@ -198,15 +205,17 @@ def _apply_to_build(state: BuildState, event: BuildEvent) -> tuple[str, ...] | I
 
 def _apply_to_child(state: BuildState, event: BuildEvent) -> tuple[str, ...] | Ignored | Rejected:
     stage_id = event.stage_id or ""
-    stage = state.stages.get(stage_id)
-    if stage is None:
-        stage = state.stages[stage_id] = StageState(stage_id=stage_id)
+    state.stages = dict(state.stages)
+    existing_stage = state.stages.get(stage_id)
+    stage = existing_stage.model_copy() if existing_stage else StageState(stage_id=stage_id)
+    state.stages[stage_id] = stage
     node: StageState | TaskState = stage
     if event.scope is BuildScope.TASK:
         task_id = event.task_id or ""
-        task = stage.tasks.get(task_id)
-        if task is None:
-            task = stage.tasks[task_id] = TaskState(task_id=task_id)
+        stage.tasks = dict(stage.tasks)
+        existing_task = stage.tasks.get(task_id)
+        task = existing_task.model_copy() if existing_task else TaskState(task_id=task_id)
+        stage.tasks[task_id] = task
         node = task
     label = f"{event.scope.value.lower()} {stage_id}" + (
         f"/{event.task_id}" if event.scope is BuildScope.TASK else ""

@@ -156,3 +156,18 @@ def test_repeated_final_status_with_newer_seq_is_not_a_change(status: BuildStatu
     state, _ = replay([build_event(1, S.RUNNING), build_event(2, status, minutes=1)])
     outcome = apply_event(state, build_event(3, status, minutes=5))
     assert isinstance(outcome, Ignored)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_apply_event_never_mutates_the_state_it_is_given(seed: int) -> None:
+    """Copy-on-write must leave every earlier state intact (change sets diff against them)."""
+    build = simulate_build(random.Random(seed), T0)
+    state: BuildState | None = None
+    for event in build.events:
+        snapshot = state.model_dump() if state is not None else None
+        outcome = apply_event(state, event)
+        if state is not None:
+            assert state.model_dump() == snapshot
+        if isinstance(outcome, Accepted):
+            state = outcome.state
