@@ -82,6 +82,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         dead_letters=DeadLetterPublisher(topics.dead_letter, "build-state"),
         table=table,
         batch_size=settings.state_batch_size,
+        batch_wait_seconds=settings.state_batch_wait_seconds,
     )
     register_sink_agent(
         app,

@@ -92,12 +92,13 @@ def register_build_agent(
     dead_letters: DeadLetterPublisher,
     table: TableT[bytes, Any],
     batch_size: int,
+    batch_wait_seconds: float,
 ) -> None:
     """Attach the build-state agent to `app`."""
 
     async def track_builds(stream: StreamT[Any]) -> None:
         states = _BatchStates(table)
-        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=0.2):
+        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
             deliveries: list[Awaitable[Any]] = []
             for event in events:
                 delivery = await _process(event, status_topic, dead_letters, states)

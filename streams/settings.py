@@ -34,6 +34,9 @@ class CipulseSettings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
     state_batch_size: int = Field(default=500, ge=1, description="Events the build-state agent takes per batch")
+    state_batch_wait_seconds: float = Field(
+        default=0.05, gt=0, description="Longest the build-state agent waits to fill a batch (adds to latency)"
+    )
     sink_batch_size: int = Field(default=5000, ge=1, description="Change sets per ClickHouse insert (or sink_flush_seconds)")
     sink_flush_seconds: float = Field(default=1.0, gt=0, description="Longest a change set waits before its batch is written")
     sink_retry_max_seconds: float = Field(default=30.0, gt=0, description="Cap of the sink's retry backoff while ClickHouse fails")

@@ -143,8 +143,12 @@ def test_garbage_bytes_schema_violations_and_illegal_transitions_go_to_dead_lett
     assert state is not None and state["status"] == "SUCCEEDED" and state["seq"] == 2
 
 
-def test_duplicates_and_out_of_order_events_give_the_in_order_final_state_and_metrics(worker_factory: Any) -> None:
-    worker: WorkerProcess = worker_factory()
+@pytest.mark.parametrize("table_store", ["rocksdb", "memory"])
+def test_duplicates_and_out_of_order_events_give_the_in_order_final_state_and_metrics(
+    worker_factory: Any, table_store: str
+) -> None:
+    """Same behaviour whichever store backs the build-state table."""
+    worker: WorkerProcess = worker_factory(CIPULSE_TABLE_STORE=table_store)
     builds = recent_builds(25, seed=23)
     rng = random.Random(5)
     producer = producer_for(worker)
