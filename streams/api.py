@@ -7,7 +7,6 @@ Every route here is described in `streams.openapi.ENDPOINTS`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import UTC, datetime
 from collections.abc import Sequence
@@ -72,8 +71,7 @@ def register_api(
                 return error(self, "build_history", 503, f"ClickHouse query failed: {exc}")
             if not rows:
                 return error(self, "build_history", 404, f"no history for build {build_id!r}")
-            events = [m.BuildHistoryEntry.model_validate(dataclasses.asdict(row)) for row in rows]
-            body = m.BuildHistoryBody(build_id=build_id, events=events)
+            body = m.BuildHistoryBody(build_id=build_id, events=rows)
             return ok(self, "build_history", body.model_dump(mode="json"))
 
     def stats_view(endpoint: str, per_pipeline: bool) -> type[View]:
@@ -100,11 +98,9 @@ def register_api(
                 except Exception as exc:
                     log.error("%s query failed: %s", endpoint, exc)
                     return error(self, endpoint, 503, f"ClickHouse query failed: {exc}")
-                body = m.StatsBody(
-                    window_seconds=int(window.total_seconds()),
-                    since=until - window,
-                    until=until,
-                    rows=[m.PipelineStatsEntry.model_validate(dataclasses.asdict(row)) for row in rows],
+                body_type = m.PipelineStatsBody if per_pipeline else m.ProjectStatsBody
+                body = body_type.model_validate(
+                    {"window_seconds": int(window.total_seconds()), "since": until - window, "until": until, "rows": rows}
                 )
                 return ok(self, endpoint, body.model_dump(mode="json"))
 

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from sinks.queries import PipelineStats, ProjectStats
+from sinks.rows import BuildEventRow
 from streams.build_state import BuildState
 
 
@@ -19,44 +21,23 @@ class BuildStateBody(BuildState):
     """Current state of a build as the build-state table holds it."""
 
 
-class BuildHistoryEntry(BaseModel):
-    seq: int
-    event_id: str
-    event_time: datetime
-    scope: str
-    stage_id: str
-    task_id: str
-    node_status: str
-    build_status: str
-    previous_build_status: str
-    error_reason: str
-    termination_reason: str
-
-
 class BuildHistoryBody(BaseModel):
     build_id: str
-    events: list[BuildHistoryEntry]
+    events: list[BuildEventRow]
 
 
-class PipelineStatsEntry(BaseModel):
-    project: str
-    pipeline: str | None = None
-    finished: int
-    succeeded: int
-    failed: int
-    canceled: int
-    success_rate: float | None
-    duration_p50_ms: float | None
-    duration_p95_ms: float | None
-    duration_p99_ms: float | None
-    mean_queue_ms: float | None
-
-
-class StatsBody(BaseModel):
+class StatsWindow(BaseModel):
     window_seconds: int
     since: datetime
     until: datetime
-    rows: list[PipelineStatsEntry]
+
+
+class PipelineStatsBody(StatsWindow):
+    rows: list[PipelineStats]
+
+
+class ProjectStatsBody(StatsWindow):
+    rows: list[ProjectStats]
 
 
 class HealthBody(BaseModel):
