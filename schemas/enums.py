@@ -64,6 +64,18 @@ class AuditEventKind(StrEnum):
     REPAIRED = "REPAIRED"
 
 
+class AuditEventOrigin(StrEnum):
+    """Who produced an audit event (audit_event v2).
+
+    Events cipulse makes itself are ordered by the state they were validated against, not by
+    the review system's `seq`, so the audit state machine must know which is which.
+    """
+
+    SOURCE = "SOURCE"
+    RECONCILER = "RECONCILER"
+    MANUAL_REPAIR = "MANUAL_REPAIR"
+
+
 class AuditDecision(StrEnum):
     """Outcome of a decided audit."""
 

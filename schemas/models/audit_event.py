@@ -1,6 +1,7 @@
 """`AuditEvent`: one step in the life of an audit (review / approval).
 
-Mirrors `audit_event.v1.avsc`; a sketch to be refined with the audit agent.
+Mirrors `audit_event.v2.avsc`. Version 2 added `origin`: v1 payloads decode with
+`origin=SOURCE`, which is what every v1 producer was.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from schemas.enums import AuditDecision, AuditEventKind, AuditSubjectKind
+from schemas.enums import AuditDecision, AuditEventKind, AuditEventOrigin, AuditSubjectKind
 from schemas.models._base import NonEmptyId, SequenceNumber, TopLevelRecord, UtcTimestamp
 
 
@@ -32,3 +33,4 @@ class AuditEvent(TopLevelRecord):
     reason: str | None = None
     seq: SequenceNumber
     event_time: UtcTimestamp
+    origin: AuditEventOrigin = AuditEventOrigin.SOURCE
