@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from schemas.catalog import SchemaCatalog, SchemaVersion, get_catalog
 from schemas.enums import (
+    AuditAlertKind,
     AuditDecision,
+    AuditEventOrigin,
     AuditEventKind,
     AuditSubjectKind,
     BuildScope,
@@ -27,6 +29,7 @@ from schemas.exceptions import (
     UnknownSchemaError,
 )
 from schemas.models import (
+    AuditAlert,
     AuditEvent,
     BuildEvent,
     BuildStatusChange,
@@ -39,6 +42,9 @@ from schemas.models import (
 from schemas.serde import DecodedRecord, decode, decode_dict, encode, encode_dict, fingerprint_of
 
 __all__ = [
+    "AuditAlert",
+    "AuditAlertKind",
+    "AuditEventOrigin",
     "AuditDecision",
     "AuditEvent",
     "AuditEventKind",

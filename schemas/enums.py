@@ -110,3 +110,10 @@ class DeadLetterKind(StrEnum):
     ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
     UNMAPPABLE = "UNMAPPABLE"
     DELIVERY_FAILED = "DELIVERY_FAILED"
+
+
+class AuditAlertKind(StrEnum):
+    """Why an audit alert was raised."""
+
+    STUCK = "STUCK"
+    INCONSISTENT = "INCONSISTENT"

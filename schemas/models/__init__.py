@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from schemas.models._base import RecordModel, TopLevelRecord
+from schemas.models.audit_alert import AuditAlert
 from schemas.models.audit_event import AuditEvent
 from schemas.models.build_event import BuildEvent
 from schemas.models.build_status_change import BuildStatusChange, NodeChange
@@ -13,6 +14,7 @@ TOP_LEVEL_RECORDS: tuple[type[TopLevelRecord], ...] = (
     BuildEvent,
     BuildStatusChange,
     AuditEvent,
+    AuditAlert,
     NotificationRequest,
     DeadLetter,
 )
@@ -20,6 +22,7 @@ TOP_LEVEL_RECORDS: tuple[type[TopLevelRecord], ...] = (
 
 __all__ = [
     "TOP_LEVEL_RECORDS",
+    "AuditAlert",
     "AuditEvent",
     "BuildEvent",
     "BuildStatusChange",

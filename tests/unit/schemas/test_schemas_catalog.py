@@ -23,6 +23,7 @@ from schemas.catalog import AVRO_DIR, load_schema_version
 PUBLISHED_FINGERPRINTS = {
     "audit_event.v1.avsc": "2a6f096e07434f6c",
     "audit_event.v2.avsc": "3c09356b076428de",
+    "audit_alert.v1.avsc": "2de7e9cc484f686c",
     "build_event.v1.avsc": "9fa8feac96e3c7c1",
     "build_event.v2.avsc": "fc8ce861bb506b85",
     "build_status_change.v1.avsc": "5e029ea629a1074d",

@@ -13,6 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import (
+    AuditAlert,
+    AuditAlertKind,
     AuditDecision,
     AuditEvent,
     AuditEventKind,
@@ -184,6 +186,12 @@ EXAMPLES: list[TopLevelRecord] = [
         event_id="a-e-2", audit_id="audit-1", subject_kind=AuditSubjectKind.QUALITY_GATE,
         subject_id="gate-9", project="cipulse", kind=AuditEventKind.REQUESTED, seq=0,
         event_time=T0,
+    ),
+    AuditAlert(
+        alert_id="audit-1/stuck/1", audit_id="audit-1", kind=AuditAlertKind.STUCK, project="cipulse",
+        subject_kind="BUILD", subject_id="b-1", status="IN_REVIEW", episode=1, age_seconds=90000.5,
+        threshold_seconds=86400.0, reviewers=["alice"], reason="in review for 25h", raised_at=T0,
+        links={"audit": "http://127.0.0.1:6066/audits/audit-1"},
     ),
     NotificationRequest(
         notification_id="n-1", subscription_id="s-1", subject_kind="BUILD", subject_id="b-1",
