@@ -2,6 +2,8 @@
 queries the API and dashboards run. Nothing here knows about Kafka or Avro; callers hand in
 typed rows (`sinks.rows`) and get typed results back (`sinks.queries`)."""
 
+from sinks.audit_rows import AuditAlertRow, AuditEventRow, AuditRepairRow, AuditStateRow
+from sinks.audit_writer import AuditSinkWriter
 from sinks.connection import open_client
 from sinks.exceptions import ClickHouseUnavailableError, MigrationError, SinkError, SinkWriteError
 from sinks.migrations import apply_migrations
@@ -9,6 +11,11 @@ from sinks.rows import BuildEventRow, BuildResultRow
 from sinks.writer import BuildSinkWriter
 
 __all__ = [
+    "AuditAlertRow",
+    "AuditEventRow",
+    "AuditRepairRow",
+    "AuditSinkWriter",
+    "AuditStateRow",
     "BuildEventRow",
     "BuildResultRow",
     "BuildSinkWriter",
