@@ -48,3 +48,9 @@ class ReadinessBody(BaseModel):
     ready: bool
     checks: dict[str, bool]
     problems: list[str]
+
+
+BAD_REQUEST_RESPONSE: tuple[str, type[BaseModel]] = (
+    "A query parameter is invalid; the message names it and says why",
+    ErrorBody,
+)

@@ -7,6 +7,7 @@ workers (own topics, group, store and ClickHouse database) in the same way the C
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 from dataclasses import dataclass
 
@@ -16,11 +17,24 @@ from faust.types import TableT, TopicT
 from sinks.gateway import ClickHouseGateway
 from streams import metrics
 from streams.api import register_api
+from streams.audit_api import register_audit_api
 from streams.builds import register_build_agent
 from streams.dead_letter import DeadLetterPublisher
 from streams.settings import CipulseSettings
 from streams.sink_agent import SinkHealth, register_sink_agent
-from streams.topics import BUILD_EVENTS, BUILD_STATE_TABLE, BUILD_STATUS, DEAD_LETTER, topic_name
+from streams.audit_detection import AuditPolicy
+from streams.audits import AuditRuntime, AuditTopics, register_audit_agent
+from streams.topics import (
+    AUDIT_ALERTS,
+    AUDIT_DETECTIONS,
+    AUDIT_EVENTS,
+    AUDIT_STATE_TABLE,
+    BUILD_EVENTS,
+    BUILD_STATE_TABLE,
+    BUILD_STATUS,
+    DEAD_LETTER,
+    topic_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +108,37 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         flush_seconds=settings.sink_flush_seconds,
         retry_max_seconds=settings.sink_retry_max_seconds,
     )
+    audit_table: TableT[bytes, Any] = app.Table(
+        AUDIT_STATE_TABLE, default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes
+    )
+    audit_topics = AuditTopics(
+        events=_raw_topic(app, topic_name(settings, AUDIT_EVENTS)),
+        detections=_raw_topic(app, topic_name(settings, AUDIT_DETECTIONS)),
+        alerts=_raw_topic(app, topic_name(settings, AUDIT_ALERTS)),
+        inputs=app.topic(
+            topic_name(settings, AUDIT_EVENTS),
+            topic_name(settings, AUDIT_DETECTIONS),
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        ),
+    )
+    audit_runtime = AuditRuntime(policy=audit_policy(settings), api_url=settings.api_url)
+    register_audit_agent(
+        app,
+        topics=audit_topics,
+        dead_letters=DeadLetterPublisher(topics.dead_letter, "audit-state"),
+        table=audit_table,
+        gateway=gateway,
+        health=health,
+        runtime=audit_runtime,
+        batch_size=settings.state_batch_size,
+        batch_wait_seconds=settings.state_batch_wait_seconds,
+        retry_max_seconds=settings.sink_retry_max_seconds,
+    )
     register_api(app, table=table, gateway=gateway, health=health, public_url=settings.api_url)
+    register_audit_api(
+        app, table=audit_table, events=audit_topics.events, gateway=gateway, settings=settings,
+        policy=audit_runtime.policy,
+    )
 
     async def refresh_lag() -> None:
         """Publish consumer lag (end offset - committed offset) per assigned partition."""
@@ -108,6 +152,16 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
 
     app.timer(interval=LAG_REFRESH_SECONDS)(refresh_lag)
     return app
+
+
+def audit_policy(settings: CipulseSettings) -> AuditPolicy:
+    return AuditPolicy(
+        stuck_after=timedelta(seconds=settings.audit_stuck_after_seconds),
+        stuck_after_by_project={
+            project: timedelta(seconds=seconds) for project, seconds in settings.audit_stuck_after_by_project.items()
+        },
+        sync_grace=timedelta(seconds=settings.audit_sync_grace_seconds),
+    )
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> TopicT:

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
-from faust import streams as faust_streams
 from faust.types import EventT, StreamT, TableT, TopicT
 
 from schemas import BuildEvent, DeadLetterKind
 from schemas.exceptions import SchemaViolationError, UndecodableError
 from schemas.serde import decode, encode
 from streams import metrics
+from streams.batch_states import BatchStates, make_current
 from streams.build_state import Accepted, BuildState, Ignored, apply_event
 from streams.change_set import change_set
 from streams.dead_letter import DeadLetterPublisher
@@ -34,18 +32,6 @@ from streams.dead_letter import DeadLetterPublisher
 log = logging.getLogger(__name__)
 
 PROCESSOR = "build-state"
-
-
-def _make_current(event: EventT[Any]) -> None:
-    """Make `event` the current event of *this task* for table writes.
-
-    Tables pick the changelog partition and RocksDB shard from the current event, and
-    take_events() leaves the last buffered one current. Only the task-local context
-    variable is set: changing `stream.current_event` would race with take_events()'s
-    background buffering, which reads that attribute (it lost one event and doubled
-    another in the integration tests).
-    """
-    faust_streams._current_event.set(weakref.ref(event))
 
 
 def load_state(raw: bytes | None) -> BuildState | None:
@@ -57,31 +43,6 @@ def load_state(raw: bytes | None) -> BuildState | None:
 
 def dump_state(state: BuildState) -> bytes:
     return state.model_dump_json().encode()
-
-
-@dataclass
-class _BatchStates:
-    """States changed by the current batch, written to the table only after the batch's
-    change sets are acknowledged (a table write that outlives a lost change set would
-    turn the replayed event into a no-op and lose the change for good)."""
-
-    table: TableT[bytes, Any]
-    changed: dict[bytes, tuple[BuildState, EventT[Any]]] = field(default_factory=dict)
-
-    def get(self, key: bytes) -> BuildState | None:
-        if key in self.changed:
-            return self.changed[key][0]
-        return load_state(self.table.get(key))
-
-    def put(self, key: bytes, state: BuildState, event: EventT[Any]) -> None:
-        self.changed[key] = (state, event)
-
-    def commit(self) -> None:
-        """One table write per build per batch; each goes to its source event's partition."""
-        for key, (state, event) in self.changed.items():
-            _make_current(event)
-            self.table[key] = dump_state(state)
-        self.changed.clear()
 
 
 def register_build_agent(
@@ -97,7 +58,7 @@ def register_build_agent(
     """Attach the build-state agent to `app`."""
 
     async def track_builds(stream: StreamT[Any]) -> None:
-        states = _BatchStates(table)
+        states: BatchStates[BuildState] = BatchStates(table, load_state, dump_state)
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
             deliveries: list[Awaitable[Any]] = []
             for event in events:
@@ -112,7 +73,7 @@ def register_build_agent(
 
 
 async def _process(
-    event: EventT[Any], status_topic: TopicT, dead_letters: DeadLetterPublisher, states: _BatchStates
+    event: EventT[Any], status_topic: TopicT, dead_letters: DeadLetterPublisher, states: BatchStates[BuildState]
 ) -> Awaitable[Any] | None:
     try:
         build_event = decode(event.value, BuildEvent)
@@ -124,7 +85,7 @@ async def _process(
         return await dead_letters.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc))
 
     key = build_event.build_id.encode()
-    _make_current(event)
+    make_current(event)
     outcome = apply_event(states.get(key), build_event)
     if isinstance(outcome, Ignored):
         metrics.BUILD_EVENTS.labels(outcome.kind).inc()

@@ -32,3 +32,13 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"],
 )
 API_REQUESTS = Counter("cipulse_api_requests_total", "REST API requests", ["endpoint", "status"])
+AUDIT_EVENTS = Counter(
+    "cipulse_audit_events_total",
+    "Audit events seen by the audit agent, by outcome",
+    ["outcome"],  # accepted | duplicate | rejected | undecodable | invalid
+)
+AUDIT_ALERTS = Counter(
+    "cipulse_audit_alerts_total",
+    "Audit detections by kind: raised (forwarded once) or suppressed (already raised / no longer true)",
+    ["kind", "outcome"],
+)

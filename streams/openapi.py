@@ -33,6 +33,9 @@ class Endpoint:
     params: tuple[Param, ...] = ()
     content_type: str = "application/json"
     tags: tuple[str, ...] = field(default=("builds",))
+    method: str = "get"
+    request_body: type[BaseModel] | None = None
+    authenticated: bool = False
 
 
 WINDOW = Param("window", "query", "Look-back window: number + unit s|m|h|d, at most 400d (default 24h)", example="24h")
@@ -106,10 +109,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
+def all_endpoints() -> tuple[Endpoint, ...]:
+    from streams.audit_openapi import AUDIT_ENDPOINTS
+
+    return ENDPOINTS + AUDIT_ENDPOINTS
+
+
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     paths: dict[str, Any] = {}
-    for endpoint in ENDPOINTS:
+    for endpoint in all_endpoints():
         responses: dict[str, Any] = {}
         for status, (description, model) in endpoint.responses.items():
             body: dict[str, Any] = {"description": description}
@@ -136,7 +145,14 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 }
                 for p in endpoint.params
             ]
-        paths.setdefault(endpoint.path, {})["get"] = operation
+        if endpoint.request_body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(endpoint.request_body, schemas)}},
+            }
+        if endpoint.authenticated:
+            operation["security"] = [{"bearerToken": []}]
+        paths.setdefault(endpoint.path, {})[endpoint.method] = operation
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -145,7 +161,12 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             "description": "Live build state, history and analytics of CI/CD builds.",
         },
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearerToken": {"type": "http", "scheme": "bearer", "description": "CIPULSE_ADMIN_TOKEN"}
+            },
+        },
     }
     if server_url:
         document["servers"] = [{"url": server_url}]

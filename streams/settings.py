@@ -45,6 +45,21 @@ class CipulseSettings(BaseSettings):
         ge=6.0,
         description="Seconds before a silent worker (killed, partitioned) loses its partitions to the others",
     )
+    audit_stuck_after_seconds: float = Field(
+        default=24 * 3600.0, gt=0, description="An audit in review longer than this raises one STUCK alert"
+    )
+    audit_stuck_after_by_project: dict[str, float] = Field(
+        default_factory=dict, description='Per-project stuck thresholds in seconds, JSON: {"payments": 3600}'
+    )
+    audit_sync_grace_seconds: float = Field(
+        default=300.0, gt=0, description="How long a decision may wait for its record-status sync before repair"
+    )
+    audit_scan_interval_seconds: float = Field(
+        default=0.25, gt=0, le=1.0, description="How often due audits are checked (alert delay <= threshold + this)"
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token for state-changing API calls (repairs); unset disables them"
+    )
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
 
     @property

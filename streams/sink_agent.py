@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, cast
 
 import faust
@@ -46,9 +47,6 @@ class SinkHealth:
     failing_since: float | None = field(default=None, repr=False)
 
 
-def write_batch(client: Any, database: str, events: list[BuildEventRow], results: list[BuildResultRow]) -> None:
-    BuildSinkWriter(client, database).write(events, results)
-
 
 def register_sink_agent(
     app: faust.App,
@@ -80,27 +78,34 @@ def register_sink_agent(
                     continue
                 event_rows.append(event_row(change))
                 result_rows.append(result_row(change))
-            await _write_until_accepted(gateway, health, event_rows, result_rows, retry_max_seconds)
+            if event_rows:
+                await write_until_accepted(
+                    gateway, health, retry_max_seconds,
+                    lambda client, database: BuildSinkWriter(client, database).write(event_rows, result_rows),
+                    rows={"build_events": len(event_rows), "build_results": len(result_rows)},
+                )
             await asyncio.gather(*dead)
 
     app.agent(source, name=PROCESSOR)(sink_build_status)
 
 
-async def _write_until_accepted(
+async def write_until_accepted(
     gateway: ClickHouseGateway,
     health: SinkHealth,
-    event_rows: list[BuildEventRow],
-    result_rows: list[BuildResultRow],
     retry_max_seconds: float,
+    write: Callable[[Any, str], None],
+    rows: dict[str, int],
 ) -> None:
-    """Block this agent (and so its acks) until ClickHouse has the batch."""
-    if not event_rows:
-        return
+    """Block the calling agent (and so its acks) until ClickHouse has the batch.
+
+    `write(client, database)` must be idempotent (versioned or keyed rows): a batch is
+    re-written after any failure. `rows` counts the batch per table, for the metrics.
+    """
     delay = 0.5
     while True:
         started = time.monotonic()
         try:
-            await gateway.call(write_batch, event_rows, result_rows)
+            await gateway.call(write)
         except Exception as exc:  # any failure: keep the batch, keep retrying, stay unacked
             metrics.SINK_FAILURES.inc()
             metrics.SINK_HEALTHY.set(0)
@@ -109,15 +114,15 @@ async def _write_until_accepted(
             health.consecutive_failures += 1
             health.failing_since = health.failing_since or time.time()
             log.error(
-                "ClickHouse write of %d rows failed (attempt %d), retrying in %.1fs: %s",
-                len(event_rows), health.consecutive_failures, delay, exc,
+                "ClickHouse write of %s failed (attempt %d), retrying in %.1fs: %s",
+                rows, health.consecutive_failures, delay, exc,
             )
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, retry_max_seconds)
             continue
         metrics.SINK_FLUSH_SECONDS.observe(time.monotonic() - started)
-        metrics.SINK_ROWS.labels("build_events").inc(len(event_rows))
-        metrics.SINK_ROWS.labels("build_results").inc(len(result_rows))
+        for table, count in rows.items():
+            metrics.SINK_ROWS.labels(table).inc(count)
         metrics.SINK_HEALTHY.set(1)
         if not health.healthy:
             log.info("ClickHouse writes recovered after %d failures", health.consecutive_failures)
@@ -126,5 +131,5 @@ async def _write_until_accepted(
         health.consecutive_failures = 0
         health.failing_since = None
         health.last_flush_at = time.time()
-        health.rows_written += len(event_rows)
+        health.rows_written += sum(rows.values())
         return

@@ -48,9 +48,28 @@ DEAD_LETTER = TopicSpec(
     "operators (`cipulse dlq`), alerting",
     keyed=False,
 )
-CATALOG: tuple[TopicSpec, ...] = (BUILD_EVENTS, BUILD_STATUS, DEAD_LETTER)
+AUDIT_EVENTS = TopicSpec(
+    "audit-events",
+    "audit_id",
+    "AuditEvent",
+    "review systems (decisions, record-status syncs), cipulse's reconciler and repair API",
+    "audit agent",
+)
+AUDIT_DETECTIONS = TopicSpec(
+    "audit-detections",
+    "audit_id",
+    "AuditAlert",
+    "audit detection timer (internal)",
+    "audit agent, which forwards each alert once per episode",
+)
+AUDIT_ALERTS = TopicSpec(
+    "audit-alerts", "audit_id", "AuditAlert", "audit agent", "on-call alerting, notifications, dashboards"
+)
+CATALOG: tuple[TopicSpec, ...] = (BUILD_EVENTS, BUILD_STATUS, DEAD_LETTER, AUDIT_EVENTS, AUDIT_DETECTIONS, AUDIT_ALERTS)
 
 BUILD_STATE_TABLE = "build-state"
+AUDIT_STATE_TABLE = "audit-state"
+TABLES: tuple[str, ...] = (BUILD_STATE_TABLE, AUDIT_STATE_TABLE)
 
 
 def topic_name(settings: CipulseSettings, spec: TopicSpec) -> str:
@@ -79,10 +98,9 @@ def ensure_topics(settings: CipulseSettings, timeout: float = 30.0) -> list[str]
     for spec in CATALOG:
         partitions = settings.topic_partitions if spec.keyed else 1
         wanted[topic_name(settings, spec)] = NewTopic(topic_name(settings, spec), partitions, 1)
-    changelog = changelog_name(settings, BUILD_STATE_TABLE)
-    wanted[changelog] = NewTopic(
-        changelog, settings.topic_partitions, 1, config={"cleanup.policy": "compact"}
-    )
+    for table in TABLES:
+        changelog = changelog_name(settings, table)
+        wanted[changelog] = NewTopic(changelog, settings.topic_partitions, 1, config={"cleanup.policy": "compact"})
     missing = [topic for name, topic in wanted.items() if name not in existing]
     if not missing:
         return []

@@ -6,29 +6,35 @@ from pathlib import Path
 
 from sinks.gateway import ClickHouseGateway
 from streams.app import create_app
-from streams.openapi import ENDPOINTS, openapi_document
+from streams.openapi import all_endpoints, openapi_document
 from streams.settings import CipulseSettings
 
-FAUST_BUILT_IN = {"/"}
+FAUST_BUILT_IN = {("GET", "/")}
 """Faust's production index page, added when the web server starts (described in ENDPOINTS too)."""
 
 
-def registered_get_routes(tmp_path: Path) -> set[str]:
+def registered_routes(tmp_path: Path) -> set[tuple[str, str]]:
     settings = CipulseSettings(app_id="routes-test", data_dir=tmp_path, table_store="memory")
     gateway = ClickHouseGateway(lambda: None, "unused")  # type: ignore[arg-type, return-value]
     app = create_app(settings, gateway)
-    routes = {route.resource.canonical for route in app.web.web_app.router.routes() if route.method == "GET"}
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in app.web.web_app.router.routes()
+        if route.method in ("GET", "POST")
+    }
     gateway.close()
     return routes
 
 
 def test_every_registered_route_is_described_and_every_description_is_served(tmp_path: Path) -> None:
-    described = set(openapi_document()["paths"])
-    assert registered_get_routes(tmp_path) | FAUST_BUILT_IN == described
+    described = {
+        (method.upper(), path) for path, operations in openapi_document()["paths"].items() for method in operations
+    }
+    assert registered_routes(tmp_path) | FAUST_BUILT_IN == described
 
 
 def test_every_endpoint_declares_its_path_parameters() -> None:
-    for endpoint in ENDPOINTS:
+    for endpoint in all_endpoints():
         in_path = {part[1:-1] for part in endpoint.path.split("/") if part.startswith("{")}
         declared = {p.name for p in endpoint.params if p.where == "path"}
         assert in_path == declared, endpoint.name
