@@ -231,3 +231,26 @@ def query_embedded_clickhouse(path: Path, sql: str, database: str = "cipulse") -
         raise AssertionError(f"ClickHouse probe failed:\n{result.stderr[-3000:]}")
     rows: list[list[Any]] = json.loads(result.stdout.strip().splitlines()[-1])
     return rows
+
+
+def records_within(bootstrap: str, topic: str, seconds: float) -> list[Any]:
+    """Everything on `topic` from the beginning, read for `seconds` (to prove something did NOT arrive twice)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([topic])
+    records: list[Any] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                records.append(message)
+    finally:
+        consumer.close()
+    return records
