@@ -23,10 +23,10 @@ from streams.dead_letter import DeadLetterPublisher
 from streams.settings import CipulseSettings
 from streams.sink_agent import SinkHealth, register_sink_agent
 from streams.audit_detection import AuditPolicy
+from streams.producer import BuildEventProducer
 from streams.audits import AuditRuntime, AuditTopics, register_audit_agent
 from streams.topics import (
     AUDIT_ALERTS,
-    AUDIT_DETECTIONS,
     AUDIT_EVENTS,
     AUDIT_STATE_TABLE,
     BUILD_EVENTS,
@@ -113,15 +113,18 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     )
     audit_topics = AuditTopics(
         events=_raw_topic(app, topic_name(settings, AUDIT_EVENTS)),
-        detections=_raw_topic(app, topic_name(settings, AUDIT_DETECTIONS)),
         alerts=_raw_topic(app, topic_name(settings, AUDIT_ALERTS)),
         inputs=app.topic(
             topic_name(settings, AUDIT_EVENTS),
-            topic_name(settings, AUDIT_DETECTIONS),
+            topic_name(settings, AUDIT_ALERTS),
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
         ),
     )
-    audit_runtime = AuditRuntime(policy=audit_policy(settings), api_url=settings.api_url)
+    audit_runtime = AuditRuntime(
+        policy=audit_policy(settings),
+        api_url=settings.api_url,
+        alert_producer=BuildEventProducer(settings.kafka_bootstrap, topic_name(settings, AUDIT_ALERTS), **{"linger.ms": 1}),
+    )
     register_audit_agent(
         app,
         topics=audit_topics,

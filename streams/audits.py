@@ -1,16 +1,15 @@
 """The audit agent and the detection timer: review tracking for issue 3.
 
 The agent applies audit events (review decisions, record-status syncs, cipulse's own
-repairs) to the audit-state table, writes the history to ClickHouse, and forwards each
-detected alert to the alerts topic once: the "already alerted" mark lives in the table
-state, so it survives restarts. The timer only *detects*: due audits (from a worker-local
-due index) go through the pure `detect`; compensations go to the audit-events topic and
-alerts to the internal detections topic, both under deterministic ids, so a repeated
-detection is recognised as a duplicate by the agent.
-
-Per batch: forwarded alerts and dead letters acknowledged -> ClickHouse rows written ->
-table states committed -> offsets acknowledged. A crash replays the batch; only a crash
-between the first and the last step can re-send an alert, with the same alert_id.
+repairs) to the audit-state table and writes the history to ClickHouse. The timer walks
+due audits (from a worker-local due index) through the pure `detect`: it publishes each
+alert straight to the alerts topic (the delay target is threshold + 1 s, so alerts do not
+queue behind the agent); the agent also consumes that topic and stores the "already
+alerted" mark in the table state, so restarts never repeat an alert.
+Until that mark is committed, the worker remembers the alerts it sent (`AuditRuntime.raised`).
+Compensations go to the audit-events topic under deterministic ids, so a repeated one is a
+duplicate. Only a crash (or a rebalance) between sending an alert and committing its mark
+can send it again, with the same alert_id.
 """
 
 from __future__ import annotations
@@ -48,6 +47,7 @@ from streams.audit_state import AuditAccepted, AuditRejected, AuditState, apply_
 from streams.audit_transitions import OPEN_STATUSES, AuditStatus
 from streams.batch_states import BatchStates, make_current
 from streams.dead_letter import DeadLetterPublisher
+from streams.producer import BuildEventProducer
 from streams.sink_agent import SinkHealth, write_until_accepted
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,9 @@ def dump_audit(state: AuditState) -> bytes:
 @dataclass
 class AuditTopics:
     events: TopicT
-    detections: TopicT
     alerts: TopicT
     inputs: TopicT
-    """events + detections: one co-partitioned channel, both keyed by audit id."""
+    """events + alerts: one co-partitioned channel, both keyed by audit id."""
 
 
 @dataclass
@@ -82,6 +81,11 @@ class AuditRuntime:
     api_url: str
     index: DueIndex = field(default_factory=DueIndex)
     assignment: frozenset[Any] | None = None
+    raised: set[str] = field(default_factory=set)
+    """Alerts sent whose mark is not yet committed to the table."""
+    alert_producer: BuildEventProducer | None = None
+    """A librdkafka producer for alerts: microseconds per record where Faust's send path costs
+    hundreds, which decides whether a burst of due audits is reported within threshold + 1 s."""
 
 
 @dataclass
@@ -90,6 +94,8 @@ class _AuditRows:
     repairs: list[AuditRepairRow] = field(default_factory=list)
     alerts: list[AuditAlertRow] = field(default_factory=list)
     states: dict[str, AuditStateRow] = field(default_factory=dict)
+    marked: list[str] = field(default_factory=list)
+    """alert_ids whose mark this batch stores."""
 
     def counts(self) -> dict[str, int]:
         return {
@@ -113,7 +119,7 @@ def register_audit_agent(
     batch_wait_seconds: float,
     retry_max_seconds: float,
 ) -> None:
-    detections_topic = topics.detections.get_topic_name()
+    alerts_topic = topics.alerts.get_topic_name()
 
     async def track_audits(stream: StreamT[Any]) -> None:
         states: BatchStates[AuditState] = BatchStates(table, load_audit, dump_audit)
@@ -122,8 +128,8 @@ def register_audit_agent(
             deliveries: list[Awaitable[Any]] = []
             for event in events:
                 make_current(event)
-                if event.message.topic == detections_topic:
-                    delivery = await _forward_detection(event, topics, dead_letters, states, rows)
+                if event.message.topic == alerts_topic:
+                    delivery = await _record_detection(event, dead_letters, states, rows)
                 else:
                     delivery = await _apply(event, dead_letters, states, rows)
                 if delivery is not None:
@@ -139,13 +145,14 @@ def register_audit_agent(
                 )
             changed = list(states.staged())
             states.commit()
+            runtime.raised.difference_update(rows.marked)
             for key, state in changed:
                 runtime.index.schedule(key.decode(), next_deadline(state, runtime.policy))
 
     app.agent(topics.inputs, name=PROCESSOR)(track_audits)
 
     async def detect_due_audits() -> None:
-        """Publish what is due; the agent turns detections into alerts exactly once."""
+        """Publish what is due: alerts straight to the alerts topic, compensations to the events topic."""
         if not _recovered(app):
             return
         assignment = frozenset(app.consumer.assignment())
@@ -168,12 +175,32 @@ def register_audit_agent(
                 if isinstance(action, Compensate):
                     await topics.events.send(key=key, value=encode(action.event))
                     log.warning("audit %s: sent compensation %s (%s)", audit_id, action.event.event_id, action.reason)
-                else:
-                    await topics.detections.send(key=key, value=encode(_alert_record(action, now, runtime.api_url)))
+                elif action.alert_id not in runtime.raised:
+                    alert = _alert_record(action, now, runtime.api_url)
+                    await _publish_alert(runtime, topics, key, alert)
+                    runtime.raised.add(alert.alert_id)
+                    metrics.AUDIT_ALERTS.labels(alert.kind.value, "raised").inc()
+                    log.warning("audit %s: %s alert %s: %s", audit_id, alert.kind.value, alert.alert_id, alert.reason)
             deadline = now + RECHECK_AFTER if actions else next_deadline(state, runtime.policy)
             runtime.index.schedule(audit_id, deadline)
+        if runtime.alert_producer is not None:
+            runtime.alert_producer.poll()
 
     app.timer(interval=0.25, name="audit-detection")(detect_due_audits)
+
+
+async def _publish_alert(runtime: AuditRuntime, topics: AuditTopics, key: bytes, alert: AuditAlert) -> None:
+    if runtime.alert_producer is None:
+        await topics.alerts.send(key=key, value=encode(alert))
+        return
+
+    def forget(error: str) -> None:
+        """Not delivered: let the next scan raise it again (same alert_id)."""
+        runtime.raised.discard(alert.alert_id)
+        runtime.index.schedule(alert.audit_id, datetime.now(UTC))
+        log.error("audit %s: alert %s not delivered, will retry: %s", alert.audit_id, alert.alert_id, error)
+
+    runtime.alert_producer.send_raw(key, encode(alert), on_failure=forget)
 
 
 def _recovered(app: faust.App) -> bool:
@@ -213,28 +240,27 @@ async def _apply(
     return None
 
 
-async def _forward_detection(
+async def _record_detection(
     event: EventT[Any],
-    topics: AuditTopics,
     dead_letters: DeadLetterPublisher,
     states: BatchStates[AuditState],
     rows: _AuditRows,
 ) -> Awaitable[Any] | None:
+    """Store that an alert was raised (in the table state and ClickHouse) so it is never raised again."""
     try:
         alert = decode(event.value, AuditAlert)
     except (UndecodableError, SchemaViolationError) as exc:
         return await dead_letters.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc))
+    rows.marked.append(alert.alert_id)
     key = alert.audit_id.encode()
     state = states.get(key)
     marked = _mark(state, alert) if state is not None else None
     if marked is None:
-        metrics.AUDIT_ALERTS.labels(alert.kind.value, "suppressed").inc()
+        metrics.AUDIT_ALERTS.labels(alert.kind.value, "already_marked").inc()
         return None
     states.put(key, marked, event)
     rows.alerts.append(audit_alert_row(alert))
-    metrics.AUDIT_ALERTS.labels(alert.kind.value, "raised").inc()
-    log.warning("audit %s: %s alert %s: %s", alert.audit_id, alert.kind.value, alert.alert_id, alert.reason)
-    return await topics.alerts.send(key=key, value=encode(alert))
+    return None
 
 
 def _mark(state: AuditState, alert: AuditAlert) -> AuditState | None:

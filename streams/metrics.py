@@ -39,6 +39,6 @@ AUDIT_EVENTS = Counter(
 )
 AUDIT_ALERTS = Counter(
     "cipulse_audit_alerts_total",
-    "Audit detections by kind: raised (forwarded once) or suppressed (already raised / no longer true)",
+    "Audit alerts by kind: raised (sent to the alerts topic) or already_marked (a repeated detection)",
     ["kind", "outcome"],
 )

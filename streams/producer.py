@@ -8,6 +8,7 @@ on that.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -50,14 +51,26 @@ class BuildEventProducer:
     def send(self, event: BuildEvent) -> None:
         self.send_raw(event.build_id.encode(), encode(event))
 
-    def send_raw(self, key: bytes | None, value: bytes) -> None:
-        """Produce bytes as they are (tests use it to inject garbage)."""
+    def send_raw(
+        self, key: bytes | None, value: bytes, on_failure: Callable[[str], None] | None = None
+    ) -> None:
+        """Produce bytes as they are (tests use it to inject garbage); `on_failure` hears a refusal."""
+        callback = self._on_delivery
+        if on_failure is not None:
+            def callback(err: KafkaError | None, msg: Message) -> None:
+                self._on_delivery(err, msg)
+                if err is not None:
+                    on_failure(str(err))
         while True:
             try:
-                self._producer.produce(self._topic, key=key, value=value, on_delivery=self._on_delivery)
+                self._producer.produce(self._topic, key=key, value=value, on_delivery=callback)
                 break
             except BufferError:
                 self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def poll(self) -> None:
+        """Serve delivery callbacks without waiting."""
         self._producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> None:

@@ -55,17 +55,14 @@ AUDIT_EVENTS = TopicSpec(
     "review systems (decisions, record-status syncs), cipulse's reconciler and repair API",
     "audit agent",
 )
-AUDIT_DETECTIONS = TopicSpec(
-    "audit-detections",
+AUDIT_ALERTS = TopicSpec(
+    "audit-alerts",
     "audit_id",
     "AuditAlert",
-    "audit detection timer (internal)",
-    "audit agent, which forwards each alert once per episode",
+    "audit detection timer",
+    "on-call alerting, notifications, dashboards; the audit agent (stores the already-alerted mark)",
 )
-AUDIT_ALERTS = TopicSpec(
-    "audit-alerts", "audit_id", "AuditAlert", "audit agent", "on-call alerting, notifications, dashboards"
-)
-CATALOG: tuple[TopicSpec, ...] = (BUILD_EVENTS, BUILD_STATUS, DEAD_LETTER, AUDIT_EVENTS, AUDIT_DETECTIONS, AUDIT_ALERTS)
+CATALOG: tuple[TopicSpec, ...] = (BUILD_EVENTS, BUILD_STATUS, DEAD_LETTER, AUDIT_EVENTS, AUDIT_ALERTS)
 
 BUILD_STATE_TABLE = "build-state"
 AUDIT_STATE_TABLE = "audit-state"
