@@ -60,7 +60,8 @@ def register_audit_api(
             try:
                 reject_unknown(request.query, {"project", "min_age", "stuck", "limit"})
                 project = parse_name(request.query, "project")
-                min_age = parse_window(request.query.get("min_age"), default="0s") if request.query.get("min_age") else None
+                raw_min_age = request.query.get("min_age")
+                min_age = parse_window(raw_min_age, name="min_age") if raw_min_age else None
                 stuck = _parse_bool(request.query.get("stuck"), "stuck")
                 limit = parse_limit(request.query.get("limit"))
             except ApiRequestError as exc:

@@ -15,18 +15,18 @@ _DIGITS = re.compile(r"[0-9]{1,6}")
 _NAME = re.compile(r"[A-Za-z0-9_.\-/]{1,200}")
 
 
-def parse_window(raw: str | None, default: str = "24h") -> timedelta:
-    """`15m`, `1h`, `7d` ... up to 400 days."""
+def parse_window(raw: str | None, default: str = "24h", name: str = "window") -> timedelta:
+    """`15m`, `1h`, `7d` ... up to 400 days; `name` is the parameter the message names."""
     text = default if raw is None or raw == "" else raw
     match = _WINDOW.fullmatch(text)
     if match is None:
         raise ApiRequestError(
-            f"window={text!r} is not a duration: use a number and a unit s, m, h or d, e.g. 15m, 1h, 7d"
+            f"{name}={text!r} is not a duration: use a number and a unit s, m, h or d, e.g. 15m, 1h, 7d"
         )
     value, unit = int(match.group(1)), match.group(2)
     window = timedelta(**{_UNITS[unit]: value})
     if window <= timedelta(0) or window > MAX_WINDOW:
-        raise ApiRequestError(f"window={text!r} must be greater than 0 and at most 400d")
+        raise ApiRequestError(f"{name}={text!r} must be greater than 0 and at most 400d")
     return window
 
 

@@ -190,3 +190,26 @@ def test_sync_for_another_decision_goes_to_dead_letter_with_both_ids(worker_fact
     letters = [decode(r.value(), DeadLetter) for r in records]
     assert Counter(letter.kind for letter in letters) == {DeadLetterKind.ILLEGAL_TRANSITION: 1}
     assert "d-1" in letters[0].reason and "d-2" in letters[0].reason and letters[0].processor == "audit-state"
+
+
+def test_audit_read_endpoints_answer_with_their_documented_models(worker_factory: Any) -> None:
+    from streams.audit_openapi import AUDIT_ENDPOINTS
+
+    worker: WorkerProcess = worker_factory(**AUDIT_ENV)
+    feed = AuditFeed(worker, "contract-audit")
+    feed.send(AuditEventKind.REQUESTED, reviewers=["zoe"])
+    wait_until(lambda: timeline_having(worker, "contract-audit", "events"), 60, "the audit in ClickHouse")
+    for endpoint in AUDIT_ENDPOINTS:
+        if endpoint.method != "get":
+            continue
+        url = worker.api + endpoint.path.replace("{audit_id}", "contract-audit")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            status, body = response.status, response.read()
+        assert status in endpoint.responses, endpoint.path
+        model = endpoint.responses[status][1]
+        assert model is not None
+        model.model_validate_json(body)
+    status, body = http_json(f"{worker.api}/audits?min_age=abc")
+    assert status == 400 and "min_age" in body["error"]
+    status, body = http_json(f"{worker.api}/audits?stuck=maybe")
+    assert status == 400 and "stuck='maybe' must be true or false" in body["error"]
