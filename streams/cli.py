@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     feed.add_argument("--speed", type=float, default=20.0, help="play builds this many times faster than real")
     feed.add_argument("--burst", action="store_true", help="send everything at once with simulated times")
     feed.add_argument("--seed", type=int, default=7, help="random seed (same seed, same builds)")
+    feed.add_argument(
+        "--no-audits", dest="audits", action="store_false",
+        help="do not send deployment reviews (some stuck, some losing their record sync)",
+    )
     feed.set_defaults(run=_demo_feed)
 
     build = commands.add_parser("build", help="query a build through the REST API")
@@ -122,14 +126,15 @@ def _worker(args: argparse.Namespace, settings: CipulseSettings) -> int:
 def _demo_feed(args: argparse.Namespace, settings: CipulseSettings) -> int:
     from streams.demo_runner import run_burst, run_paced
     from streams.producer import BuildEventProducer
-    from streams.topics import BUILD_EVENTS, ensure_topics
+    from streams.topics import AUDIT_EVENTS, BUILD_EVENTS, ensure_topics
 
     ensure_topics(settings)
     producer = BuildEventProducer(settings.kafka_bootstrap, topic_name(settings, BUILD_EVENTS))
+    audits = BuildEventProducer(settings.kafka_bootstrap, topic_name(settings, AUDIT_EVENTS)) if args.audits else None
     if args.burst:
-        sent = run_burst(producer, args.builds or 100, args.seed)
+        sent = run_burst(producer, args.builds or 100, args.seed, audit_producer=audits)
     else:
-        sent = run_paced(producer, args.rate, args.speed, args.seed, args.builds)
+        sent = run_paced(producer, args.rate, args.speed, args.seed, args.builds, audit_producer=audits)
     print(f"demo feed done: {sent} events delivered to {topic_name(settings, BUILD_EVENTS)}", file=sys.stderr)
     return 0
 

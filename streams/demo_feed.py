@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import BuildEvent, BuildScope, BuildStatus, TriggerReason
+from schemas import (
+    AuditDecision,
+    AuditEvent,
+    AuditEventKind,
+    AuditSubjectKind,
+    BuildEvent,
+    BuildScope,
+    BuildStatus,
+    TriggerReason,
+)
 
 S = BuildStatus
 
@@ -123,3 +132,40 @@ def simulate_builds(seed: int, count: int, start: datetime, spacing_seconds: flo
     """`count` builds, one starting every `spacing_seconds` (simulated) from `start`."""
     rng = random.Random(seed)
     return [simulate_build(rng, start + timedelta(seconds=i * spacing_seconds)) for i in range(count)]
+
+
+def simulate_audit(rng: random.Random, build: SimulatedBuild) -> tuple[AuditEvent, ...]:
+    """A deployment review for a successful deploy-prod build, or nothing.
+
+    Most reviews are decided and their record synced; some stay in review (stuck), and some
+    lose the record-status message after the decision: the BK-CI failure cipulse repairs.
+    """
+    if build.pipeline != "deploy-prod" or build.final_status is not S.SUCCEEDED:
+        return ()
+    audit_id = f"review-{build.build_id}"
+    reviewers = rng.sample(USERS[:5], k=2)
+    clock = build.events[-1].event_time
+    seq = 0
+    events: list[AuditEvent] = []
+
+    def emit(kind: AuditEventKind, after: tuple[float, float], **fields: Any) -> None:
+        nonlocal seq, clock
+        seq += 1
+        clock += timedelta(seconds=rng.uniform(*after))
+        events.append(AuditEvent(
+            event_id=f"{audit_id}-{seq}", audit_id=audit_id, subject_kind=AuditSubjectKind.BUILD,
+            subject_id=build.build_id, project=build.project, pipeline=build.pipeline, kind=kind, seq=seq,
+            event_time=clock, reviewers=reviewers, **fields,
+        ))
+
+    emit(AuditEventKind.REQUESTED, (0, 1))
+    emit(AuditEventKind.REVIEW_STARTED, (10, 60), actor=reviewers[0])
+    if rng.random() < 0.1:
+        return tuple(events)  # nobody decides: stuck in review
+    decision = AuditDecision.APPROVED if rng.random() < 0.9 else AuditDecision.REJECTED
+    decision_id = f"{audit_id}-decision"
+    emit(AuditEventKind.DECIDED, (30, 300), decision=decision, decision_id=decision_id, actor=reviewers[0])
+    if rng.random() < 0.15:
+        return tuple(events)  # the record-status message is lost
+    emit(AuditEventKind.RECORD_SYNCED, (1, 5), decision=decision, decision_id=decision_id)
+    return tuple(events)

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from schemas import BuildEvent
-from streams.demo_feed import simulate_build
+from schemas import AuditEvent, BuildEvent, encode
+from streams.demo_feed import simulate_audit, simulate_build
 from streams.producer import BuildEventProducer
 
 
@@ -49,18 +49,30 @@ class Progress:
             self._out.write("\n")
 
 
-def run_burst(producer: BuildEventProducer, builds: int, seed: int, out: TextIO = sys.stderr) -> int:
+def run_burst(
+    producer: BuildEventProducer,
+    builds: int,
+    seed: int,
+    out: TextIO = sys.stderr,
+    audit_producer: BuildEventProducer | None = None,
+) -> int:
     """Send `builds` simulated builds as fast as the producer allows; returns events sent."""
     rng = random.Random(seed)
     start = datetime.now(UTC) - timedelta(hours=1)
     progress = Progress(out, builds)
     sent = 0
     for number in range(builds):
-        for event in simulate_build(rng, start + timedelta(seconds=number * 3)).events:
+        build = simulate_build(rng, start + timedelta(seconds=number * 3))
+        for event in build.events:
             producer.send(event)
             sent += 1
+        if audit_producer is not None:
+            for audit in simulate_audit(rng, build):
+                audit_producer.send_raw(audit.audit_id.encode(), encode(audit))
         progress.update(number + 1, sent)
     producer.flush()
+    if audit_producer is not None:
+        audit_producer.flush()
     progress.done(builds, sent)
     return sent
 
@@ -72,36 +84,46 @@ def run_paced(
     seed: int,
     builds: int | None = None,
     out: TextIO = sys.stderr,
+    audit_producer: BuildEventProducer | None = None,
 ) -> int:
     """Start `rate` builds per second (forever when `builds` is None); returns events sent."""
     rng = random.Random(seed)
     progress = Progress(out, builds)
-    pending: list[tuple[float, int, BuildEvent]] = []
+    pending: list[tuple[float, int, BuildEvent | AuditEvent]] = []
     counter = itertools.count()
     started_builds = sent = 0
     next_build_at = time.monotonic()
     while builds is None or started_builds < builds or pending:
         now = time.monotonic()
         if (builds is None or started_builds < builds) and now >= next_build_at:
-            _schedule(pending, counter, simulate_build(rng, datetime.now(UTC)).events, now, speed)
+            build = simulate_build(rng, datetime.now(UTC))
+            audits = simulate_audit(rng, build) if audit_producer is not None else ()
+            _schedule(pending, counter, (*build.events, *audits), now, speed)
             started_builds += 1
             next_build_at += 1.0 / rate
         while pending and pending[0][0] <= now:
-            _, _, event = heapq.heappop(pending)
-            producer.send(event.model_copy(update={"event_time": datetime.now(UTC)}))
+            _, _, record = heapq.heappop(pending)
+            record = record.model_copy(update={"event_time": datetime.now(UTC)})
+            if isinstance(record, AuditEvent):
+                assert audit_producer is not None
+                audit_producer.send_raw(record.audit_id.encode(), encode(record))
+            else:
+                producer.send(record)
             sent += 1
         progress.update(started_builds, sent)
         wake = min([next_build_at] + ([pending[0][0]] if pending else []))
         time.sleep(max(0.0, min(0.2, wake - time.monotonic())))
     producer.flush()
+    if audit_producer is not None:
+        audit_producer.flush()
     progress.done(started_builds, sent)
     return sent
 
 
 def _schedule(
-    pending: list[tuple[float, int, BuildEvent]],
+    pending: list[tuple[float, int, BuildEvent | AuditEvent]],
     counter: Iterator[int],
-    events: tuple[BuildEvent, ...],
+    events: tuple[BuildEvent | AuditEvent, ...],
     now: float,
     speed: float,
 ) -> None:
