@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from schemas import BuildEvent, BuildScope, BuildStatus, TriggerReason
+from streams.termination import TerminationVerdict, judge, termination_status
 from streams.transitions import is_final, transition_rule
 
 NOT_REPORTED = -1
@@ -32,6 +33,9 @@ class NodeTimes(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: int | None = None
+    corrected_from: BuildStatus | None = None
+    """The status a runner reported that its own termination facts contradicted (kept for audit)."""
+    correction_reason: str | None = None
 
 
 class TaskState(NodeTimes):
@@ -179,16 +183,20 @@ def _ownership_mismatch(state: BuildState, event: BuildEvent) -> str | None:
 def _apply_to_build(state: BuildState, event: BuildEvent) -> tuple[str, ...] | Ignored | Rejected:
     before = {name: getattr(state, name) for name in _HEADER_FIELDS}
     before_seq = state.seq
-    if event.seq <= state.seq or _repeats_final(state.status, event):
+    verdict = _verdict(event, state.termination_reason, state.exit_code)
+    if verdict.status is BuildStatus.SUCCEEDED:
+        verdict = _killed_task_verdict(state) or verdict
+    if event.seq <= state.seq or _repeats_final(state.status, verdict.status):
         if not _fill_gaps(state, event, _BUILD_CONTEXT_FIELDS):
             return _stale(state.seq, event, "build")
     else:
-        rule = transition_rule(BuildScope.BUILD, state.status, event.status)
+        rule = transition_rule(BuildScope.BUILD, state.status, verdict.status)
         if rule:
             return Rejected(f"build {event.build_id} seq {event.seq}: {rule}")
         state.seq = event.seq
-        state.status = event.status
+        state.status = verdict.status
         _record_time(state, event)
+        _record_verdict(state, event, verdict)
         for name in _BUILD_CONTEXT_FIELDS:
             value = getattr(event, name)
             if value is not None:
@@ -221,26 +229,60 @@ def _apply_to_child(state: BuildState, event: BuildEvent) -> tuple[str, ...] | I
         f"/{event.task_id}" if event.scope is BuildScope.TASK else ""
     )
     fields = _TASK_CONTEXT_FIELDS if isinstance(node, TaskState) else _STAGE_CONTEXT_FIELDS
-    if event.seq <= node.seq or _repeats_final(node.status, event):
+    if isinstance(node, TaskState):
+        verdict = _verdict(event, node.termination_reason, node.exit_code)
+    else:
+        verdict = _verdict(event, None, None)
+    if event.seq <= node.seq or _repeats_final(node.status, verdict.status):
         if _fill_gaps(node, event, fields):
             return ()
         return _stale(node.seq, event, label)
-    rule = transition_rule(event.scope, node.status, event.status)
+    rule = transition_rule(event.scope, node.status, verdict.status)
     if rule and node.seq != NOT_REPORTED:
         return Rejected(f"build {event.build_id} seq {event.seq}, {label}: {rule}")
     node.seq = event.seq
-    node.status = event.status
+    node.status = verdict.status
     for name in fields:
         value = getattr(event, name)
         if value is not None:
             setattr(node, name, value)
     _record_time(node, event)
+    _record_verdict(node, event, verdict)
     return ()
 
 
-def _repeats_final(status: BuildStatus, event: BuildEvent) -> bool:
+def _repeats_final(status: BuildStatus, reported: BuildStatus) -> bool:
     """A finished node reported finished again (a re-sent pod event): it only may fill gaps."""
-    return is_final(status) and event.status == status
+    return is_final(status) and reported == status
+
+
+def _verdict(event: BuildEvent, recorded_reason: str | None, recorded_exit: int | None) -> TerminationVerdict:
+    """The status the event really means, given its own and the node's recorded termination facts."""
+    reason = event.termination_reason if event.termination_reason is not None else recorded_reason
+    exit_code = event.exit_code if event.exit_code is not None else recorded_exit
+    return judge(event.status, reason, exit_code)
+
+
+def _killed_task_verdict(state: BuildState) -> TerminationVerdict | None:
+    """A build reported SUCCEEDED although one of its tasks was killed (node lost, OOM, ...)."""
+    for stage in state.stages.values():
+        for task in stage.tasks.values():
+            demanded = termination_status(task.termination_reason, None) if task.termination_reason else None
+            if demanded is not None and task.status is not BuildStatus.SUCCEEDED:
+                status, meaning = demanded
+                return TerminationVerdict(
+                    status, f"reported SUCCEEDED but task {stage.stage_id}/{task.task_id} {meaning}", corrected=True
+                )
+    return None
+
+
+def _record_verdict(node: NodeTimes, event: BuildEvent, verdict: TerminationVerdict) -> None:
+    """Keep a correction (and the meaning of a failure) where people look for them."""
+    if verdict.corrected:
+        node.corrected_from = event.status
+        node.correction_reason = verdict.reason
+    if verdict.reason and getattr(node, "error_reason", "unset") is None:
+        setattr(node, "error_reason", verdict.reason)
 
 
 def _stale(node_seq: int, event: BuildEvent, label: str) -> Ignored:

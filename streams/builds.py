@@ -20,7 +20,7 @@ from typing import Any, cast
 import faust
 from faust.types import EventT, StreamT, TableT, TopicT
 
-from schemas import BuildEvent, DeadLetterKind
+from schemas import BuildEvent, BuildScope, DeadLetterKind
 from schemas.exceptions import SchemaViolationError, UndecodableError
 from schemas.serde import decode, encode
 from streams import metrics
@@ -95,8 +95,26 @@ async def _process(
         metrics.BUILD_EVENTS.labels("rejected").inc()
         return await dead_letters.publish(event, DeadLetterKind.ILLEGAL_TRANSITION, outcome.reason)
 
+    _note_correction(outcome, build_event)
     delivery = await status_topic.send(key=key, value=encode(change_set(outcome, build_event)))
     states.put(key, outcome.state, event)
     metrics.BUILD_EVENTS.labels("accepted").inc()
     metrics.CHANGE_SETS_PUBLISHED.inc()
     return delivery
+
+
+def _note_correction(outcome: Accepted, event: BuildEvent) -> None:
+    """Count and log a status this event reported that its termination facts overruled."""
+    state = outcome.state
+    node: Any = state
+    if event.scope is not BuildScope.BUILD:
+        node = state.stages.get(event.stage_id or "")
+        if node is not None and event.task_id is not None:
+            node = node.tasks.get(event.task_id)
+    if node is None or node.seq != event.seq or node.corrected_from is None or node.status == event.status:
+        return
+    metrics.STATUS_CORRECTIONS.labels(event.status.value, node.status.value).inc()
+    log.warning(
+        "build %s seq %d (%s %s/%s): %s", event.build_id, event.seq, event.scope.value.lower(),
+        event.stage_id or "-", event.task_id or "-", node.correction_reason,
+    )

@@ -42,3 +42,8 @@ AUDIT_ALERTS = Counter(
     "Audit alerts by kind: raised (sent to the alerts topic) or already_marked (a repeated detection)",
     ["kind", "outcome"],
 )
+STATUS_CORRECTIONS = Counter(
+    "cipulse_status_corrections_total",
+    "Reported statuses overruled by termination facts (e.g. SUCCEEDED -> FAILED for a pod lost with its node)",
+    ["reported", "recorded"],
+)

@@ -238,3 +238,37 @@ def test_worker_killed_mid_stream_and_restarted_counts_every_event_exactly_once(
     )
     succeeded = sum(1 for b in builds if b.final_status is BuildStatus.SUCCEEDED)
     assert rows == [[total_events, len(builds), succeeded]]
+
+
+def test_run_killed_by_node_loss_but_reported_succeeded_ends_failed_everywhere(worker_factory: Any) -> None:
+    """Devtron: a workflow pod died with its node and the run was shown as Succeeded."""
+    worker: WorkerProcess = worker_factory()
+    now = datetime.now(UTC) - timedelta(minutes=5)
+
+    def event(seq: int, scope: BuildScope, status: BuildStatus, **extra: Any) -> BuildEvent:
+        return BuildEvent(
+            event_id=f"killed-{seq}", build_id="killed-run", project="payments", pipeline="deploy-prod", seq=seq,
+            event_time=now + timedelta(seconds=seq * 10), scope=scope, status=status,
+            stage_id="deploy" if scope is not BuildScope.BUILD else None,
+            task_id="rollout" if scope is BuildScope.TASK else None, **extra,
+        )
+
+    producer = producer_for(worker)
+    for record in (
+        event(1, BuildScope.BUILD, BuildStatus.RUNNING),
+        event(2, BuildScope.TASK, BuildStatus.RUNNING),
+        event(3, BuildScope.TASK, BuildStatus.SUCCEEDED, termination_reason="NodeLost"),
+        event(4, BuildScope.BUILD, BuildStatus.SUCCEEDED),
+    ):
+        producer.send(record)
+    producer.flush()
+
+    state = wait_until(lambda: api_state(worker, "killed-run") if (s := api_state(worker, "killed-run")) and s["seq"] == 4 else None,
+                       60, "the killed run's final state")
+    assert state["status"] == "FAILED" and state["corrected_from"] == "SUCCEEDED"
+    assert "deploy/rollout" in state["error_reason"] and "node was lost" in state["error_reason"]
+    task = state["stages"]["deploy"]["tasks"]["rollout"]
+    assert (task["status"], task["corrected_from"]) == ("FAILED", "SUCCEEDED")
+    wait_until(lambda: stats_total(worker).get("failed") == 1, 60, "ClickHouse to count the run as failed")
+    assert _metric(http_json_text(f"{worker.api}/metrics")[1],
+                   'cipulse_status_corrections_total{recorded="FAILED",reported="SUCCEEDED"}') == 2
