@@ -7,6 +7,8 @@ from sinks.audit_writer import AuditSinkWriter
 from sinks.connection import open_client
 from sinks.exceptions import ClickHouseUnavailableError, MigrationError, SinkError, SinkWriteError
 from sinks.migrations import apply_migrations
+from sinks.notification_rows import NotificationDeliveryRow
+from sinks.notification_writer import NotificationSinkWriter
 from sinks.rows import BuildEventRow, BuildResultRow
 from sinks.writer import BuildSinkWriter
 
@@ -21,6 +23,8 @@ __all__ = [
     "BuildSinkWriter",
     "ClickHouseUnavailableError",
     "MigrationError",
+    "NotificationDeliveryRow",
+    "NotificationSinkWriter",
     "SinkError",
     "SinkWriteError",
     "apply_migrations",
