@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from operator import attrgetter
-from typing import Any
 
 from clickhouse_connect.driver import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
-from clickhouse_connect.driver.insert import InsertContext
 
-from sinks.exceptions import SinkWriteError
-from sinks.identifiers import checked_identifier
+from sinks.table_insert import TableInserter, column_getters, to_columns
 from sinks.rows import (
     EVENT_INSERT_COLUMNS,
     EVENTS_TABLE,
@@ -29,8 +24,8 @@ from sinks.rows import (
 
 logger = logging.getLogger(__name__)
 
-_EVENT_GETTERS = tuple(attrgetter(name) for name in EVENT_INSERT_COLUMNS)
-_RESULT_GETTERS = tuple(attrgetter(name) for name in RESULT_COLUMNS)
+_EVENT_GETTERS = column_getters(EVENT_INSERT_COLUMNS)
+_RESULT_GETTERS = column_getters(RESULT_COLUMNS)
 
 
 class BuildSinkWriter:
@@ -45,10 +40,7 @@ class BuildSinkWriter:
     """
 
     def __init__(self, client: Client, database: str) -> None:
-        self._client = client
-        self._database = checked_identifier(database)
-        # Insert contexts carry the column types; building them once saves a DESCRIBE per call.
-        self._contexts: dict[str, InsertContext] = {}
+        self._tables = TableInserter(client, database)
 
     def write(self, events: Sequence[BuildEventRow], results: Sequence[BuildResultRow]) -> None:
         """Insert both batches (events first); empty batches are skipped.
@@ -57,50 +49,13 @@ class BuildSinkWriter:
         fails, the events are already stored: the caller retries the whole call.
         """
         if events:
-            self._insert(EVENTS_TABLE, EVENT_INSERT_COLUMNS, _columns(events, _EVENT_GETTERS))
+            self._tables.insert(EVENTS_TABLE, EVENT_INSERT_COLUMNS, to_columns(events, _EVENT_GETTERS))
         if results:
-            self._insert(RESULTS_TABLE, RESULT_COLUMNS, _columns(results, _RESULT_GETTERS))
+            self._tables.insert(RESULTS_TABLE, RESULT_COLUMNS, to_columns(results, _RESULT_GETTERS))
         logger.debug(
             "wrote %d build events and %d build results to %s",
             len(events),
             len(results),
-            self._database,
+            self._tables.database,
         )
 
-    def _insert(self, table: str, column_names: Sequence[str], data: list[list[Any]]) -> None:
-        qualified = f"{self._database}.{table}"
-        try:
-            context = self._contexts.get(table)
-            if context is None:
-                context = self._client.create_insert_context(
-                    table=table,
-                    column_names=list(column_names),
-                    database=self._database,
-                    column_oriented=True,
-                )
-                self._contexts[table] = context
-            context.data = data
-            try:
-                self._client.insert(context=context)
-            finally:
-                context.data = None
-        except ClickHouseError as exc:
-            # A schema change under a cached context would fail every later call; rebuild it.
-            self._contexts.pop(table, None)
-            raise SinkWriteError(
-                f"insert of {len(data[0]) if data else 0} rows into {qualified} failed: {exc}. "
-                "Check that migrations ran and ClickHouse is reachable; the batch was not "
-                "committed and may be retried as a whole",
-                table=qualified,
-            ) from exc
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise SinkWriteError(
-                f"rows for {qualified} could not be encoded: {exc}. A row value does not fit "
-                "its column type",
-                table=qualified,
-            ) from exc
-
-
-def _columns(rows: Sequence[Any], getters: Sequence[attrgetter[Any]]) -> list[list[Any]]:
-    """Column-oriented data: the native insert path encodes whole columns at once."""
-    return [[getter(row) for row in rows] for getter in getters]
