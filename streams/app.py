@@ -123,7 +123,9 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     audit_runtime = AuditRuntime(
         policy=audit_policy(settings),
         api_url=settings.api_url,
-        alert_producer=BuildEventProducer(settings.kafka_bootstrap, topic_name(settings, AUDIT_ALERTS), **{"linger.ms": 1}),
+        alert_producer_factory=lambda: BuildEventProducer(
+            settings.kafka_bootstrap, topic_name(settings, AUDIT_ALERTS), **{"linger.ms": 1}
+        ),
     )
     register_audit_agent(
         app,
@@ -137,14 +139,12 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         batch_wait_seconds=settings.state_batch_wait_seconds,
         retry_max_seconds=settings.sink_retry_max_seconds,
     )
-    alert_producer = audit_runtime.alert_producer
-
     @app.on_before_shutdown.connect
     async def flush_alerts(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Alerts sent just before a stop reach the topic (an unsent one would be raised again anyway)."""
-        if alert_producer is not None:
+        if audit_runtime.alert_producer is not None:
             try:
-                alert_producer.flush(timeout=5.0)
+                audit_runtime.alert_producer.flush(timeout=5.0)
             except Exception as exc:  # the broker may be gone; the mark was not committed, so it re-raises
                 log.warning("audit alerts not flushed at shutdown: %s", exc)
 

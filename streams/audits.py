@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -83,9 +83,11 @@ class AuditRuntime:
     assignment: frozenset[Any] | None = None
     raised: set[str] = field(default_factory=set)
     """Alerts sent whose mark is not yet committed to the table."""
+    alert_producer_factory: Callable[[], BuildEventProducer] | None = None
+    """Makes a librdkafka producer for alerts (on first use, so building an app connects to
+    nothing): microseconds per record where Faust's send path costs hundreds, which decides
+    whether a burst of due audits is reported within threshold + 1 s."""
     alert_producer: BuildEventProducer | None = None
-    """A librdkafka producer for alerts: microseconds per record where Faust's send path costs
-    hundreds, which decides whether a burst of due audits is reported within threshold + 1 s."""
 
 
 @dataclass
@@ -190,6 +192,8 @@ def register_audit_agent(
 
 
 async def _publish_alert(runtime: AuditRuntime, topics: AuditTopics, key: bytes, alert: AuditAlert) -> None:
+    if runtime.alert_producer is None and runtime.alert_producer_factory is not None:
+        runtime.alert_producer = runtime.alert_producer_factory()
     if runtime.alert_producer is None:
         await topics.alerts.send(key=key, value=encode(alert))
         return
