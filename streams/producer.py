@@ -56,12 +56,12 @@ class BuildEventProducer:
         self, key: bytes | None, value: bytes, on_failure: Callable[[str], None] | None = None
     ) -> None:
         """Produce bytes as they are (tests use it to inject garbage); `on_failure` hears a refusal."""
-        callback = self._on_delivery
-        if on_failure is not None:
-            def callback(err: KafkaError | None, msg: Message) -> None:
-                self._on_delivery(err, msg)
-                if err is not None:
-                    on_failure(str(err))
+        def report_failure(err: KafkaError | None, msg: Message) -> None:
+            self._on_delivery(err, msg)
+            if err is not None and on_failure is not None:
+                on_failure(str(err))
+
+        callback = self._on_delivery if on_failure is None else report_failure
         while True:
             try:
                 self._producer.produce(self._topic, key=key, value=value, on_delivery=callback)
