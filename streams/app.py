@@ -23,7 +23,7 @@ from streams.dead_letter import DeadLetterPublisher
 from streams.settings import CipulseSettings
 from streams.sink_agent import SinkHealth, register_sink_agent
 from streams.audit_detection import AuditPolicy
-from streams.producer import BatchPublisher, BuildEventProducer
+from streams.producer import BuildEventProducer
 from streams.audits import AuditRuntime, AuditTopics, register_audit_agent
 from streams.topics import (
     AUDIT_ALERTS,
@@ -92,7 +92,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     register_build_agent(
         app,
         source=topics.build_events,
-        change_sets=lambda: BatchPublisher(settings.kafka_bootstrap, topic_name(settings, BUILD_STATUS)),
+        status_topic=topics.build_status,
         dead_letters=DeadLetterPublisher(topics.dead_letter, "build-state"),
         table=table,
         batch_size=settings.state_batch_size,

@@ -1,9 +1,9 @@
 """The build-state agent: keeps every build's current state in a Faust table and
 publishes a change set for each accepted event.
 
-Delivery guarantee: events are taken in batches; the batch's change sets (produced
-with librdkafka, see `BatchPublisher`) and dead letters must be acknowledged by the
-broker before the changed states are written to the table, and the offsets are acknowledged after that (Faust also flushes the
+Delivery guarantee: events are taken in batches; the batch's change sets and dead
+letters must be acknowledged by the broker before the changed states are written to
+the table, and the offsets are acknowledged after that (Faust also flushes the
 producer, changelog included, before committing offsets). A crash replays the batch:
 states the table already has turn replayed events into no-ops (per-node sequence
 numbers), and states it lacks re-publish the same change sets (same revision), which
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import faust
@@ -28,7 +28,6 @@ from streams.batch_states import BatchStates, make_current
 from streams.build_state import Accepted, BuildState, Ignored, apply_event
 from streams.change_set import change_set
 from streams.dead_letter import DeadLetterPublisher
-from streams.producer import BatchPublisher
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ def register_build_agent(
     app: faust.App,
     *,
     source: TopicT,
-    change_sets: Callable[[], BatchPublisher],
+    status_topic: TopicT,
     dead_letters: DeadLetterPublisher,
     table: TableT[bytes, Any],
     batch_size: int,
@@ -60,15 +59,13 @@ def register_build_agent(
 
     async def track_builds(stream: StreamT[Any]) -> None:
         states: BatchStates[BuildState] = BatchStates(table, load_state, dump_state)
-        publisher = change_sets()
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
             deliveries: list[Awaitable[Any]] = []
             for event in events:
-                delivery = await _process(event, publisher, dead_letters, states)
+                delivery = await _process(event, status_topic, dead_letters, states)
                 if delivery is not None:
                     deliveries.append(delivery)
             await asyncio.gather(*deliveries)
-            await publisher.confirm()
             states.commit()
             # The batch's offsets are acked when this loop resumes, after all of the above.
 
@@ -76,7 +73,7 @@ def register_build_agent(
 
 
 async def _process(
-    event: EventT[Any], publisher: BatchPublisher, dead_letters: DeadLetterPublisher, states: BatchStates[BuildState]
+    event: EventT[Any], status_topic: TopicT, dead_letters: DeadLetterPublisher, states: BatchStates[BuildState]
 ) -> Awaitable[Any] | None:
     try:
         build_event = decode(event.value, BuildEvent)
@@ -99,11 +96,11 @@ async def _process(
         return await dead_letters.publish(event, DeadLetterKind.ILLEGAL_TRANSITION, outcome.reason)
 
     _note_correction(outcome, build_event)
-    publisher.publish(key, encode(change_set(outcome, build_event)))
+    delivery = await status_topic.send(key=key, value=encode(change_set(outcome, build_event)))
     states.put(key, outcome.state, event)
     metrics.BUILD_EVENTS.labels("accepted").inc()
     metrics.CHANGE_SETS_PUBLISHED.inc()
-    return None
+    return delivery
 
 
 def _note_correction(outcome: Accepted, event: BuildEvent) -> None:

@@ -7,7 +7,6 @@ on that.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -83,24 +82,4 @@ class BuildEventProducer:
         if remaining:
             raise DeliveryError(f"{remaining} records not acknowledged after {timeout}s: is the broker up?")
         if self.failed:
-            failed, self.failed = self.failed, []
-            raise DeliveryError(f"{len(failed)} records refused by the broker, first: {failed[0]}")
-
-
-class BatchPublisher:
-    """Produces an agent batch's output records with librdkafka and confirms them as a whole.
-
-    Faust's own send path costs hundreds of microseconds of event-loop time per record;
-    librdkafka queues a record in microseconds and delivers on its own threads. `confirm`
-    waits (off the event loop) until the broker acknowledged every record of the batch, so
-    the agent still writes its table and acks its input only after its outputs are safe.
-    """
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._producer = BuildEventProducer(bootstrap, topic, **{"linger.ms": 2})
-
-    def publish(self, key: bytes, value: bytes) -> None:
-        self._producer.send_raw(key, value)
-
-    async def confirm(self, timeout: float = 60.0) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._producer.flush, timeout)
+            raise DeliveryError(f"{len(self.failed)} records refused by the broker, first: {self.failed[0]}")
