@@ -15,7 +15,6 @@ from schemas.enums import BuildScope, BuildStatus, TriggerReason
 from schemas.models._base import (
     DurationMillis,
     AvroInt,
-    AvroLong,
     NonEmptyId,
     SequenceNumber,
     TopLevelRecord,

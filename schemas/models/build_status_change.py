@@ -14,7 +14,6 @@ from schemas.enums import BuildScope, BuildStatus, TriggerReason
 from schemas.models._base import (
     AvroInt,
     DurationMillis,
-    AvroLong,
     NonEmptyId,
     RecordModel,
     SequenceNumber,

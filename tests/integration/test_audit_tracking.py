@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given

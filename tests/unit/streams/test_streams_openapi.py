@@ -13,7 +13,7 @@ import pytest
 from streams.api_models import BuildStateBody, ErrorBody
 from streams.build_state import Accepted, BuildState, apply_event
 from streams.demo_feed import simulate_build
-from streams.openapi import all_endpoints, ENDPOINTS, openapi_document
+from streams.openapi import all_endpoints, openapi_document
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
