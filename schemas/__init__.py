@@ -18,6 +18,7 @@ from schemas.enums import (
     DeadLetterKind,
     NotificationChannel,
     NotificationTransition,
+    NotifierSignalKind,
     TriggerReason,
 )
 from schemas.exceptions import (
@@ -34,8 +35,10 @@ from schemas.models import (
     BuildEvent,
     BuildStatusChange,
     DeadLetter,
+    DeliveryAttempt,
     NodeChange,
     NotificationRequest,
+    NotifierSignal,
     RecordModel,
     TopLevelRecord,
 )
@@ -57,10 +60,13 @@ __all__ = [
     "DeadLetter",
     "DeadLetterKind",
     "DecodedRecord",
+    "DeliveryAttempt",
     "NodeChange",
     "NotificationChannel",
     "NotificationRequest",
     "NotificationTransition",
+    "NotifierSignal",
+    "NotifierSignalKind",
     "RecordModel",
     "SchemaCatalog",
     "SchemaCatalogError",

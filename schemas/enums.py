@@ -117,3 +117,11 @@ class AuditAlertKind(StrEnum):
 
     STUCK = "STUCK"
     INCONSISTENT = "INCONSISTENT"
+
+
+class NotifierSignalKind(StrEnum):
+    """What a `NotifierSignal` tells the grouping agent."""
+
+    FLUSH_DUE = "FLUSH_DUE"
+    DELIVERED = "DELIVERED"
+    GAVE_UP = "GAVE_UP"

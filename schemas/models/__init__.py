@@ -9,6 +9,7 @@ from schemas.models.build_event import BuildEvent
 from schemas.models.build_status_change import BuildStatusChange, NodeChange
 from schemas.models.dead_letter import DeadLetter
 from schemas.models.notification_request import NotificationRequest
+from schemas.models.notifier_signal import DeliveryAttempt, NotifierSignal
 
 TOP_LEVEL_RECORDS: tuple[type[TopLevelRecord], ...] = (
     BuildEvent,
@@ -16,6 +17,7 @@ TOP_LEVEL_RECORDS: tuple[type[TopLevelRecord], ...] = (
     AuditEvent,
     AuditAlert,
     NotificationRequest,
+    NotifierSignal,
     DeadLetter,
 )
 """Every model published on its own; the catalog pairs each with its `.avsc` versions."""
@@ -27,8 +29,10 @@ __all__ = [
     "BuildEvent",
     "BuildStatusChange",
     "DeadLetter",
+    "DeliveryAttempt",
     "NodeChange",
     "NotificationRequest",
+    "NotifierSignal",
     "RecordModel",
     "TopLevelRecord",
 ]

@@ -29,6 +29,7 @@ PUBLISHED_FINGERPRINTS = {
     "build_status_change.v1.avsc": "5e029ea629a1074d",
     "dead_letter.v1.avsc": "588bdfb23ca51d78",
     "notification_request.v1.avsc": "5da54bdbfbbaa4fc",
+    "notifier_signal.v1.avsc": "80841eb7fc4cad0a",
 }
 
 AVSC_FILES = sorted(AVRO_DIR.glob("*.avsc"))
