@@ -18,6 +18,7 @@ from sinks.gateway import ClickHouseGateway
 from streams import metrics
 from streams.api import register_api
 from streams.audit_api import register_audit_api
+from streams.notify_api import register_notify_api
 from streams.builds import register_build_agent
 from streams.dead_letter import DeadLetterPublisher
 from streams.settings import CipulseSettings
@@ -153,6 +154,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         app, table=audit_table, events=audit_topics.events, gateway=gateway, settings=settings,
         policy=audit_runtime.policy,
     )
+    register_notify_api(app, gateway=gateway, settings=settings)
 
     async def refresh_lag() -> None:
         """Publish consumer lag (end offset - committed offset) per assigned partition."""
