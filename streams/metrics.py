@@ -47,3 +47,27 @@ STATUS_CORRECTIONS = Counter(
     "Reported statuses overruled by termination facts (e.g. SUCCEEDED -> FAILED for a pod lost with its node)",
     ["reported", "recorded"],
 )
+NOTIFICATION_REQUESTS = Counter(
+    "cipulse_notification_requests_total",
+    "Notification requests seen by the grouping agent, by outcome",
+    ["subscription", "outcome"],  # grouped | pending_duplicate | already_sent | unknown_subscription
+)
+NOTIFICATION_FLUSHES = Counter(
+    "cipulse_notification_flushes_total",
+    "Notification messages (group flushes) handed to the sender",
+    ["subscription", "kind"],  # new | repeat
+)
+NOTIFICATION_DELIVERIES = Counter(
+    "cipulse_notification_deliveries_total",
+    "Notification messages finished by the sender: delivered (acknowledged) or gave_up (dead-lettered)",
+    ["subscription", "channel", "outcome"],
+)
+NOTIFICATION_ATTEMPTS = Counter(
+    "cipulse_notification_attempts_total", "HTTP attempts of notification messages, by outcome", ["channel", "outcome"]
+)
+NOTIFICATION_RATE_LIMITED = Counter(
+    "cipulse_notification_rate_limited_total", "Flushes held back by a subscription's rate limit", ["subscription"]
+)
+NOTIFICATIONS_IN_FLIGHT = Gauge(
+    "cipulse_notifications_in_flight", "Notification messages handed to the sender and not yet acknowledged or given up"
+)

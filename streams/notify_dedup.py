@@ -67,14 +67,13 @@ class NotificationLog(Protocol):
 
     def get(self, key: str) -> SentRecord | None: ...
 
-    def forget_sent_before(self, cutoff: datetime) -> int:
-        """Drop records older than `cutoff`, return how many. Keep the retention longer than
-        the input topics' retention, or a replay from the beginning re-sends."""
-        ...
-
 
 class InMemoryNotificationLog:
-    """`NotificationLog` in a dict; state is lost with the process (tests and `log` channel)."""
+    """`NotificationLog` in a dict; state is lost with the process (tests).
+
+    The worker's log is the `notify-log` table (`streams.notify_log_table`), whose retention is
+    its changelog's (`compact,delete`); `forget_sent_before` is this class's equivalent.
+    """
 
     def __init__(self) -> None:
         self._records: dict[str, SentRecord] = {}
@@ -90,6 +89,7 @@ class InMemoryNotificationLog:
         return self._records.get(key)
 
     def forget_sent_before(self, cutoff: datetime) -> int:
+        """Drop records older than `cutoff`, return how many."""
         stale = [key for key, record in self._records.items() if record.sent_at < cutoff]
         for key in stale:
             del self._records[key]

@@ -57,6 +57,13 @@ class CipulseSettings(BaseSettings):
     audit_scan_interval_seconds: float = Field(
         default=0.25, gt=0, le=1.0, description="How often due audits are checked (alert delay <= threshold + this)"
     )
+    notify_subscriptions_file: Path | None = Field(
+        default=None,
+        description="YAML/JSON notification subscriptions (see streams/notify_subscriptions.example.yaml); unset = none",
+    )
+    notify_log_retention_days: float = Field(
+        default=35.0, gt=0, description="Acknowledged sends are remembered this long; keep above the input topics' retention"
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token for state-changing API calls (repairs); unset disables them"
     )

@@ -62,11 +62,50 @@ AUDIT_ALERTS = TopicSpec(
     "audit detection timer",
     "on-call alerting, notifications, dashboards; the audit agent (stores the already-alerted mark)",
 )
-CATALOG: tuple[TopicSpec, ...] = (BUILD_EVENTS, BUILD_STATUS, DEAD_LETTER, AUDIT_EVENTS, AUDIT_ALERTS)
+BUILD_FINALS = TopicSpec(
+    "build-finals",
+    "project/pipeline@branch",
+    "BuildStatusChange",
+    "build-state agent (the change set of every build entering a final status)",
+    "notification requester (pipeline outcomes, RECOVERED), quality gates",
+)
+NOTIFY_REQUESTS = TopicSpec(
+    "notify-requests",
+    "group key",
+    "NotificationRequest",
+    "notification requester (one per subscription that wants a transition)",
+    "notification grouping agent",
+)
+NOTIFY_SIGNALS = TopicSpec(
+    "notify-signals",
+    "group key",
+    "NotifierSignal",
+    "notification grouping timer (FLUSH_DUE), notification sender (DELIVERED, GAVE_UP receipts)",
+    "notification grouping agent",
+)
+CATALOG: tuple[TopicSpec, ...] = (
+    BUILD_EVENTS,
+    BUILD_STATUS,
+    DEAD_LETTER,
+    AUDIT_EVENTS,
+    AUDIT_ALERTS,
+    BUILD_FINALS,
+    NOTIFY_REQUESTS,
+    NOTIFY_SIGNALS,
+)
 
 BUILD_STATE_TABLE = "build-state"
 AUDIT_STATE_TABLE = "audit-state"
-TABLES: tuple[str, ...] = (BUILD_STATE_TABLE, AUDIT_STATE_TABLE)
+PIPELINE_OUTCOMES_TABLE = "pipeline-outcomes"
+NOTIFY_GROUPS_TABLE = "notify-groups"
+NOTIFY_LOG_TABLE = "notify-log"
+TABLES: tuple[str, ...] = (
+    BUILD_STATE_TABLE,
+    AUDIT_STATE_TABLE,
+    PIPELINE_OUTCOMES_TABLE,
+    NOTIFY_GROUPS_TABLE,
+    NOTIFY_LOG_TABLE,
+)
 
 
 def topic_name(settings: CipulseSettings, spec: TopicSpec) -> str:

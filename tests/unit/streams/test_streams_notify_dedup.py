@@ -11,13 +11,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import NotificationChannel, NotificationRequest, NotificationTransition
+from streams.batch_states import BatchStates
 from streams.notify_dedup import InMemoryNotificationLog, NotificationLog, SentRecord, dedup_key, unsent
+from streams.notify_log_table import TableNotificationLog, dump_sent, load_sent
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 N = NotificationTransition
 
-LOG_IMPLEMENTATIONS: list[Callable[[], NotificationLog]] = [InMemoryNotificationLog]
-"""Add the Faust-table log here: the same contract tests must pass for it."""
+class _Event:
+    """Stands in for the Faust event whose partition a staged write goes to."""
+
+
+def table_log() -> TableNotificationLog:
+    """The worker's log over a dict in place of the Faust table (staged and committed alike)."""
+    log = TableNotificationLog(BatchStates({}, load_sent, dump_sent))  # type: ignore[arg-type]
+    log.current = _Event()  # type: ignore[assignment]
+    return log
+
+
+LOG_IMPLEMENTATIONS: list[Callable[[], NotificationLog]] = [InMemoryNotificationLog, table_log]
 
 
 @pytest.fixture(params=LOG_IMPLEMENTATIONS, ids=lambda factory: getattr(factory, "__name__", str(factory)))
@@ -57,7 +69,8 @@ def test_a_recorded_send_is_remembered_and_the_first_record_wins(log: Notificati
     assert log.get("k") == SentRecord(key="k", sent_at=T0, attempt=3)
 
 
-def test_forgetting_drops_only_records_older_than_the_cutoff(log: NotificationLog) -> None:
+def test_forgetting_drops_only_records_older_than_the_cutoff() -> None:
+    log = InMemoryNotificationLog()
     log.record_sent("old", T0, attempt=1)
     log.record_sent("new", T0 + timedelta(days=8), attempt=1)
     assert log.forget_sent_before(T0 + timedelta(days=7)) == 1
@@ -89,3 +102,18 @@ def test_a_send_that_was_never_acknowledged_is_still_unsent(log: NotificationLog
 def test_a_sent_record_round_trips_through_json() -> None:
     record = SentRecord(key="k", sent_at=T0, attempt=2)
     assert SentRecord.model_validate_json(record.model_dump_json()) == record
+
+
+def test_the_table_log_reaches_the_table_only_on_commit_and_reads_it_back() -> None:
+    table: dict[bytes, bytes] = {}
+    states = BatchStates(table, load_sent, dump_sent)  # type: ignore[arg-type]
+    log = TableNotificationLog(states)
+    with pytest.raises(RuntimeError, match="current event"):
+        log.record_sent("k", T0, attempt=1)
+    log.current = _Event()  # type: ignore[assignment]
+    log.record_sent("k", T0, attempt=2)
+    assert log.was_sent("k") and table == {}
+    states.commit()
+    assert load_sent(table[b"k"]) == SentRecord(key="k", sent_at=T0, attempt=2)
+    fresh = TableNotificationLog(BatchStates(table, load_sent, dump_sent))  # type: ignore[arg-type]
+    assert fresh.was_sent("k") and not fresh.was_sent("other")
