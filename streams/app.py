@@ -18,7 +18,12 @@ from sinks.gateway import ClickHouseGateway
 from streams import metrics
 from streams.api import register_api
 from streams.audit_api import register_audit_api
+from streams.notifier import NotifierTopics, register_notifier_agent
+from streams.notifier_runtime import NotifierRuntime
 from streams.notify_api import register_notify_api
+from streams.notify_log_table import changelog_configs
+from streams.notify_requester import RequesterTopics, register_requester_agent
+from streams.notify_subscriptions import Subscription, load_subscriptions
 from streams.builds import register_build_agent
 from streams.dead_letter import DeadLetterPublisher
 from streams.settings import CipulseSettings
@@ -31,9 +36,15 @@ from streams.topics import (
     AUDIT_EVENTS,
     AUDIT_STATE_TABLE,
     BUILD_EVENTS,
+    BUILD_FINALS,
     BUILD_STATE_TABLE,
     BUILD_STATUS,
     DEAD_LETTER,
+    NOTIFY_GROUPS_TABLE,
+    NOTIFY_LOG_TABLE,
+    NOTIFY_REQUESTS,
+    NOTIFY_SIGNALS,
+    PIPELINE_OUTCOMES_TABLE,
     topic_name,
 )
 
@@ -46,6 +57,7 @@ LAG_REFRESH_SECONDS = 5.0
 class PipelineTopics:
     build_events: TopicT
     build_status: TopicT
+    build_finals: TopicT
     dead_letter: TopicT
 
 
@@ -78,6 +90,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     topics = PipelineTopics(
         build_events=_raw_topic(app, topic_name(settings, BUILD_EVENTS)),
         build_status=_raw_topic(app, topic_name(settings, BUILD_STATUS)),
+        build_finals=_raw_topic(app, topic_name(settings, BUILD_FINALS)),
         dead_letter=_raw_topic(app, topic_name(settings, DEAD_LETTER), partitions=1),
     )
     table: TableT[bytes, Any] = app.Table(
@@ -94,6 +107,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         app,
         source=topics.build_events,
         status_topic=topics.build_status,
+        finals_topic=topics.build_finals,
         dead_letters=DeadLetterPublisher(topics.dead_letter, "build-state"),
         table=table,
         batch_size=settings.state_batch_size,
@@ -115,11 +129,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     audit_topics = AuditTopics(
         events=_raw_topic(app, topic_name(settings, AUDIT_EVENTS)),
         alerts=_raw_topic(app, topic_name(settings, AUDIT_ALERTS)),
-        inputs=app.topic(
-            topic_name(settings, AUDIT_EVENTS),
-            topic_name(settings, AUDIT_ALERTS),
-            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-        ),
+        inputs=_raw_channel(app, topic_name(settings, AUDIT_EVENTS), topic_name(settings, AUDIT_ALERTS)),
     )
     audit_runtime = AuditRuntime(
         policy=audit_policy(settings),
@@ -154,6 +164,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         app, table=audit_table, events=audit_topics.events, gateway=gateway, settings=settings,
         policy=audit_runtime.policy,
     )
+    register_notifications(app, settings, gateway, health, topics, audit_topics.alerts)
     register_notify_api(app, gateway=gateway, settings=settings)
 
     async def refresh_lag() -> None:
@@ -168,6 +179,73 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
 
     app.timer(interval=LAG_REFRESH_SECONDS)(refresh_lag)
     return app
+
+
+def load_configured_subscriptions(settings: CipulseSettings) -> list[Subscription]:
+    """The subscription file's subscriptions (none when unset); raises NotificationConfigError."""
+    if settings.notify_subscriptions_file is None:
+        return []
+    subscriptions = load_subscriptions(settings.notify_subscriptions_file)
+    log.info(
+        "notifications: %d subscription(s) from %s: %s", len(subscriptions), settings.notify_subscriptions_file,
+        ", ".join(f"{s.id} ({s.channel.kind.value.lower()})" for s in subscriptions),
+    )
+    return subscriptions
+
+
+def register_notifications(
+    app: faust.App,
+    settings: CipulseSettings,
+    gateway: ClickHouseGateway,
+    health: SinkHealth,
+    topics: PipelineTopics,
+    audit_alerts: TopicT,
+) -> None:
+    """The requester (finals + alerts -> requests) and the grouping agent (requests -> sends)."""
+    subscriptions = load_configured_subscriptions(settings)
+    requests = _raw_topic(app, topic_name(settings, NOTIFY_REQUESTS))
+    signals = _raw_topic(app, topic_name(settings, NOTIFY_SIGNALS))
+    outcomes: TableT[bytes, Any] = app.Table(
+        PIPELINE_OUTCOMES_TABLE, default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes
+    )
+    register_requester_agent(
+        app,
+        topics=RequesterTopics(
+            inputs=_raw_channel(app, topic_name(settings, BUILD_FINALS), topic_name(settings, AUDIT_ALERTS)),
+            alerts_name=audit_alerts.get_topic_name(),
+            requests=requests,
+        ),
+        dead_letters=DeadLetterPublisher(topics.dead_letter, "notify-requester"),
+        outcomes=outcomes,
+        subscriptions=subscriptions,
+        api_url=settings.api_url,
+        batch_size=settings.state_batch_size,
+        batch_wait_seconds=settings.state_batch_wait_seconds,
+    )
+    groups: TableT[bytes, Any] = app.Table(
+        NOTIFY_GROUPS_TABLE, default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes
+    )
+    sent_log: TableT[bytes, Any] = app.Table(
+        NOTIFY_LOG_TABLE, default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes,
+        extra_topic_configs=changelog_configs(settings.notify_log_retention_days),
+    )
+    register_notifier_agent(
+        app,
+        topics=NotifierTopics(
+            requests=requests,
+            signals=signals,
+            inputs=_raw_channel(app, topic_name(settings, NOTIFY_REQUESTS), topic_name(settings, NOTIFY_SIGNALS)),
+        ),
+        dead_letters=DeadLetterPublisher(topics.dead_letter, "notifier"),
+        groups_table=groups,
+        log_table=sent_log,
+        gateway=gateway,
+        health=health,
+        runtime=NotifierRuntime(subscriptions={s.id: s for s in subscriptions}),
+        batch_size=settings.state_batch_size,
+        batch_wait_seconds=settings.state_batch_wait_seconds,
+        retry_max_seconds=settings.sink_retry_max_seconds,
+    )
 
 
 def audit_policy(settings: CipulseSettings) -> AuditPolicy:
@@ -185,3 +263,8 @@ def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> Topi
     return app.topic(
         name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=partitions
     )
+
+
+def _raw_channel(app: faust.App, *names: str) -> TopicT:
+    """Several co-partitioned raw topics consumed by one agent as one stream."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import faust
-from faust.tables.manager import TableManager
 from faust.types import EventT, StreamT, TableT, TopicT
 
 from schemas import AuditAlert, AuditAlertKind, AuditEvent, DeadLetterKind
@@ -48,6 +47,7 @@ from streams.audit_transitions import OPEN_STATUSES, AuditStatus
 from streams.batch_states import BatchStates, make_current
 from streams.dead_letter import DeadLetterPublisher
 from streams.producer import BuildEventProducer
+from streams.readiness import tables_ready
 from streams.sink_agent import SinkHealth, write_until_accepted
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def register_audit_agent(
 
     async def detect_due_audits() -> None:
         """Publish what is due: alerts straight to the alerts topic, compensations to the events topic."""
-        if not _recovered(app):
+        if not tables_ready(app):
             return
         assignment = frozenset(app.consumer.assignment())
         if assignment != runtime.assignment:
@@ -205,11 +205,6 @@ async def _publish_alert(runtime: AuditRuntime, topics: AuditTopics, key: bytes,
         log.error("audit %s: alert %s not delivered, will retry: %s", alert.audit_id, alert.alert_id, error)
 
     runtime.alert_producer.send_raw(key, encode(alert), on_failure=forget)
-
-
-def _recovered(app: faust.App) -> bool:
-    consumer_ready = app.consumer is not None and bool(app.consumer.assignment())
-    return consumer_ready and not app.rebalancing and not cast(TableManager, app.tables).recovery.in_recovery
 
 
 async def _apply(

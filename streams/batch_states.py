@@ -36,7 +36,7 @@ class BatchStates(Generic[StateT]):
     table: TableT[bytes, Any]
     load: Callable[[bytes | None], StateT | None]
     dump: Callable[[StateT], bytes]
-    changed: dict[bytes, tuple[StateT, EventT[Any]]] = field(default_factory=dict)
+    changed: dict[bytes, tuple[StateT | None, EventT[Any]]] = field(default_factory=dict)
 
     def get(self, key: bytes) -> StateT | None:
         if key in self.changed:
@@ -47,13 +47,27 @@ class BatchStates(Generic[StateT]):
         """Stage `state`; `event` decides the changelog partition (the key's source partition)."""
         self.changed[key] = (state, event)
 
+    def delete(self, key: bytes, event: EventT[Any]) -> None:
+        """Stage the key's removal (a changelog tombstone in `event`'s partition)."""
+        self.changed[key] = (None, event)
+
     def staged(self) -> Iterator[tuple[bytes, StateT]]:
+        """Keys this batch stores a state for (not the ones it deletes)."""
         for key, (state, _) in self.changed.items():
-            yield key, state
+            if state is not None:
+                yield key, state
+
+    def deleted(self) -> Iterator[bytes]:
+        for key, (state, _) in self.changed.items():
+            if state is None:
+                yield key
 
     def commit(self) -> None:
         """One table write per key; call only after the batch's outputs are acknowledged."""
         for key, (state, event) in self.changed.items():
             make_current(event)
-            self.table[key] = self.dump(state)
+            if state is not None:
+                self.table[key] = self.dump(state)
+            elif key in self.table:
+                del self.table[key]
         self.changed.clear()

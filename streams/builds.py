@@ -28,6 +28,7 @@ from streams.batch_states import BatchStates, make_current
 from streams.build_state import Accepted, BuildState, Ignored, apply_event
 from streams.change_set import change_set
 from streams.dead_letter import DeadLetterPublisher
+from streams.notify_transitions import enters_final_status, pipeline_key
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +51,24 @@ def register_build_agent(
     *,
     source: TopicT,
     status_topic: TopicT,
+    finals_topic: TopicT,
     dead_letters: DeadLetterPublisher,
     table: TableT[bytes, Any],
     batch_size: int,
     batch_wait_seconds: float,
 ) -> None:
-    """Attach the build-state agent to `app`."""
+    """Attach the build-state agent to `app`.
+
+    Change sets go to `status_topic` keyed by build; those of a build entering a final status
+    also go to `finals_topic` keyed by pipeline+branch (notifications, quality gates).
+    """
 
     async def track_builds(stream: StreamT[Any]) -> None:
         states: BatchStates[BuildState] = BatchStates(table, load_state, dump_state)
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
             deliveries: list[Awaitable[Any]] = []
             for event in events:
-                delivery = await _process(event, status_topic, dead_letters, states)
-                if delivery is not None:
-                    deliveries.append(delivery)
+                deliveries.extend(await _process(event, status_topic, finals_topic, dead_letters, states))
             await asyncio.gather(*deliveries)
             states.commit()
             # The batch's offsets are acked when this loop resumes, after all of the above.
@@ -73,16 +77,20 @@ def register_build_agent(
 
 
 async def _process(
-    event: EventT[Any], status_topic: TopicT, dead_letters: DeadLetterPublisher, states: BatchStates[BuildState]
-) -> Awaitable[Any] | None:
+    event: EventT[Any],
+    status_topic: TopicT,
+    finals_topic: TopicT,
+    dead_letters: DeadLetterPublisher,
+    states: BatchStates[BuildState],
+) -> list[Awaitable[Any]]:
     try:
         build_event = decode(event.value, BuildEvent)
     except UndecodableError as exc:
         metrics.BUILD_EVENTS.labels("undecodable").inc()
-        return await dead_letters.publish(event, DeadLetterKind.UNDECODABLE, str(exc))
+        return [await dead_letters.publish(event, DeadLetterKind.UNDECODABLE, str(exc))]
     except SchemaViolationError as exc:
         metrics.BUILD_EVENTS.labels("invalid").inc()
-        return await dead_letters.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc))
+        return [await dead_letters.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc))]
 
     key = build_event.build_id.encode()
     make_current(event)
@@ -90,17 +98,21 @@ async def _process(
     if isinstance(outcome, Ignored):
         metrics.BUILD_EVENTS.labels(outcome.kind).inc()
         log.debug("ignored %s event: %s", outcome.kind, outcome.reason)
-        return None
+        return []
     if not isinstance(outcome, Accepted):
         metrics.BUILD_EVENTS.labels("rejected").inc()
-        return await dead_letters.publish(event, DeadLetterKind.ILLEGAL_TRANSITION, outcome.reason)
+        return [await dead_letters.publish(event, DeadLetterKind.ILLEGAL_TRANSITION, outcome.reason)]
 
     _note_correction(outcome, build_event)
-    delivery = await status_topic.send(key=key, value=encode(change_set(outcome, build_event)))
+    change = change_set(outcome, build_event)
+    payload = encode(change)
+    deliveries = [await status_topic.send(key=key, value=payload)]
+    if enters_final_status(change):
+        deliveries.append(await finals_topic.send(key=pipeline_key(change).encode(), value=payload))
     states.put(key, outcome.state, event)
     metrics.BUILD_EVENTS.labels("accepted").inc()
     metrics.CHANGE_SETS_PUBLISHED.inc()
-    return delivery
+    return deliveries
 
 
 def _note_correction(outcome: Accepted, event: BuildEvent) -> None:

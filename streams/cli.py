@@ -16,6 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from schemas.exceptions import CipulseError
@@ -63,7 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     topics.set_defaults(run=_topics)
 
     worker = commands.add_parser(
-        "worker", help="run a stream worker: build-state agent, ClickHouse sink and REST API"
+        "worker", help="run a stream worker: build-state agent, ClickHouse sink, audits, notifications and REST API"
+    )
+    worker.add_argument(
+        "--subscriptions", default=None, metavar="FILE",
+        help="notification subscriptions, YAML or JSON (default: CIPULSE_NOTIFY_SUBSCRIPTIONS_FILE; "
+        "unset = no notifications). Checked at start; see streams/notify_subscriptions.example.yaml",
+    )
+    worker.add_argument(
+        "--check-subscriptions", action="store_true",
+        help="only validate the subscription file, print what it subscribes to, and exit",
     )
     worker.set_defaults(run=_worker)
 
@@ -117,6 +127,25 @@ def _topics(args: argparse.Namespace, settings: CipulseSettings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: CipulseSettings) -> int:
+    from streams.notify_subscriptions import load_subscriptions
+
+    if args.subscriptions is not None:
+        settings = settings.model_copy(update={"notify_subscriptions_file": Path(args.subscriptions)})
+    path = settings.notify_subscriptions_file
+    subscriptions = load_subscriptions(path) if path is not None else []  # a bad file stops here, before anything starts
+    if args.check_subscriptions:
+        if not subscriptions:
+            print("no subscription file given (--subscriptions or CIPULSE_NOTIFY_SUBSCRIPTIONS_FILE)")
+            return 2
+        for subscription in subscriptions:
+            transitions = ", ".join(t.value.lower() for t in subscription.transitions)
+            grouping = subscription.grouping
+            print(
+                f"{subscription.id}: {transitions} -> {subscription.channel.kind.value.lower()}"
+                f" (group by {', '.join(grouping.group_by) or 'nothing'}, wait {grouping.group_wait},"
+                f" interval {grouping.group_interval})"
+            )
+        return 0
     from streams.worker import run_worker
 
     run_worker(settings)

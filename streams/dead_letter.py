@@ -27,8 +27,14 @@ class DeadLetterPublisher:
         self._topic = topic
         self._processor = processor
 
-    async def publish(self, event: EventT[Any], kind: DeadLetterKind, reason: str) -> Awaitable[Any]:
-        """Queue the dead letter and return its delivery future (await it before acking)."""
+    async def publish(
+        self, event: EventT[Any], kind: DeadLetterKind, reason: str, payload: bytes | None = None
+    ) -> Awaitable[Any]:
+        """Queue the dead letter and return its delivery future (await it before acking).
+
+        `payload` replaces the event's bytes when something else is what failed (a notification
+        given up carries the message that was not delivered, not the receipt that reported it).
+        """
         message = event.message
         origin = f"{message.topic}[{message.partition}]@{message.offset}"
         log.warning("%s: %s -> dead-letter (%s): %s", self._processor, origin, kind.value, reason)
@@ -37,7 +43,7 @@ class DeadLetterPublisher:
             source_partition=message.partition,
             source_offset=message.offset,
             key=_as_bytes(message.key),
-            payload=_as_bytes(message.value) or b"",
+            payload=payload if payload is not None else (_as_bytes(message.value) or b""),
             kind=kind,
             reason=reason,
             failed_at=datetime.now(UTC),

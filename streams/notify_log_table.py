@@ -46,6 +46,11 @@ class TableNotificationLog:
         self._states = states
         self.current: EventT[Any] | None = None
 
+    @property
+    def states(self) -> BatchStates[SentRecord]:
+        """The staged writes: commit them with the batch."""
+        return self._states
+
     def was_sent(self, key: str) -> bool:
         return self._states.get(key.encode()) is not None
 

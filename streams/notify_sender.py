@@ -14,14 +14,14 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiohttp
 
-from schemas import NotificationChannel
-from sinks.notification_rows import NotificationDeliveryRow
+from schemas import DeliveryAttempt, NotificationChannel, NotificationRequest
+from sinks.notification_rows import NO_ATTEMPT, NO_HTTP_STATUS, OUTCOME_DEDUPLICATED, NotificationDeliveryRow
 from streams.notify_delivery import Delivered, GiveUp, Retry, next_action, sign, slack_body, webhook_body, webhook_headers
 from streams.notify_grouping import GroupFlush
 from streams.notify_subscriptions import LogChannel, SlackChannel, Subscription, WebhookChannel
@@ -32,20 +32,10 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
-class Attempt:
-    number: int
-    outcome: str  # "delivered" | "retry" | "gave_up"
-    http_status: int
-    error: str
-    latency_ms: float
-    attempted_at: datetime
-
-
-@dataclass(frozen=True)
 class DeliveryResult:
     message_id: str
     channel: NotificationChannel
-    attempts: tuple[Attempt, ...]
+    attempts: tuple[DeliveryAttempt, ...]
 
     @property
     def delivered(self) -> bool:
@@ -79,11 +69,11 @@ async def deliver(
     now = datetime.now(UTC)
     if isinstance(channel, LogChannel):
         log.info("notification %s (%s): %s", flush.flush_id, subscription.id, [n.title for n in flush.notifications])
-        return DeliveryResult(flush.flush_id, channel.kind, (Attempt(1, "delivered", 0, "", 0.0, now),))
+        return DeliveryResult(flush.flush_id, channel.kind, (_attempt(1, "delivered", 0, "", 0.0, now),))
     url, body, headers = request_for(channel, flush)
     policy = subscription.delivery
     rng = rng or random.Random()
-    attempts: list[Attempt] = []
+    attempts: list[DeliveryAttempt] = []
     number = 0
     while True:
         number += 1
@@ -103,30 +93,30 @@ async def deliver(
         action = next_action(number, status_or_error, answer_headers, policy, now=datetime.now(UTC), rng=rng)
         status = status_or_error if isinstance(status_or_error, int) else 0
         if isinstance(action, Delivered):
-            attempts.append(Attempt(number, "delivered", status, "", latency_ms, attempted_at))
+            attempts.append(_attempt(number, "delivered", status, "", latency_ms, attempted_at))
             return DeliveryResult(flush.flush_id, channel.kind, tuple(attempts))
         if isinstance(action, GiveUp):
-            attempts.append(Attempt(number, "gave_up", status, action.reason, latency_ms, attempted_at))
+            attempts.append(_attempt(number, "gave_up", status, action.reason, latency_ms, attempted_at))
             log.error("notification %s to %s given up: %s", flush.flush_id, subscription.id, action.reason)
             return DeliveryResult(flush.flush_id, channel.kind, tuple(attempts))
         assert isinstance(action, Retry)
-        attempts.append(Attempt(number, "retry", status, action.reason, latency_ms, attempted_at))
+        attempts.append(_attempt(number, "retry", status, action.reason, latency_ms, attempted_at))
         log.warning("notification %s to %s: %s", flush.flush_id, subscription.id, action.reason)
         await sleep(action.after)
 
 
-def delivery_rows(result: DeliveryResult, subscription: Subscription, flush: GroupFlush) -> list[NotificationDeliveryRow]:
+def delivery_rows(flush: GroupFlush, attempts: Iterable[DeliveryAttempt]) -> list[NotificationDeliveryRow]:
     """One delivery-log row per attempt (the ClickHouse table keys them by id and attempt)."""
-    first = flush.notifications[0] if flush.notifications else None
+    first = flush.notifications[0]
     return [
         NotificationDeliveryRow(
-            notification_id=result.message_id,
-            subscription_id=subscription.id,
-            channel=result.channel.value,
-            project=first.project if first else "",
-            subject_kind=first.subject_kind if first else "",
-            subject_id=first.subject_id if first else "",
-            transition=first.transition.value if first else "",
+            notification_id=flush.flush_id,
+            subscription_id=flush.subscription_id,
+            channel=first.channel.value,
+            project=first.project,
+            subject_kind=first.subject_kind,
+            subject_id=first.subject_id,
+            transition=first.transition.value,
             attempt=attempt.number,
             outcome=attempt.outcome,
             http_status=attempt.http_status,
@@ -135,8 +125,37 @@ def delivery_rows(result: DeliveryResult, subscription: Subscription, flush: Gro
             attempted_at=attempt.attempted_at,
             grouped_count=max(1, len(flush.notifications)),
         )
-        for attempt in result.attempts
+        for attempt in attempts
     ]
+
+
+def suppressed_row(request: NotificationRequest, now: datetime) -> NotificationDeliveryRow:
+    """The delivery-log row of a request dropped because the log holds an acknowledged send."""
+    return NotificationDeliveryRow(
+        notification_id=request.notification_id,
+        subscription_id=request.subscription_id,
+        channel=request.channel.value,
+        project=request.project,
+        subject_kind=request.subject_kind,
+        subject_id=request.subject_id,
+        transition=request.transition.value,
+        attempt=NO_ATTEMPT,
+        outcome=OUTCOME_DEDUPLICATED,
+        http_status=NO_HTTP_STATUS,
+        error="",
+        latency_ms=0.0,
+        attempted_at=now,
+        grouped_count=1,
+    )
+
+
+def _attempt(
+    number: int, outcome: str, http_status: int, error: str, latency_ms: float, attempted_at: datetime
+) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        number=number, outcome=outcome, http_status=http_status, error=error, latency_ms=latency_ms,
+        attempted_at=attempted_at,
+    )
 
 
 OnResult = Callable[[Subscription, GroupFlush, DeliveryResult], Awaitable[None]]

@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streams.exceptions import KafkaSetupError
+from streams.notify_log_table import changelog_configs
 from streams.settings import CipulseSettings
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,10 @@ def ensure_topics(settings: CipulseSettings, timeout: float = 30.0) -> list[str]
         wanted[topic_name(settings, spec)] = NewTopic(topic_name(settings, spec), partitions, 1)
     for table in TABLES:
         changelog = changelog_name(settings, table)
-        wanted[changelog] = NewTopic(changelog, settings.topic_partitions, 1, config={"cleanup.policy": "compact"})
+        config = {"cleanup.policy": "compact"}
+        if table == NOTIFY_LOG_TABLE:
+            config = changelog_configs(settings.notify_log_retention_days)
+        wanted[changelog] = NewTopic(changelog, settings.topic_partitions, 1, config=config)
     missing = [topic for name, topic in wanted.items() if name not in existing]
     if not missing:
         return []

@@ -103,7 +103,7 @@ def test_a_receiver_failing_twice_then_succeeding_gets_one_delivery_in_three_log
     assert keys == {result.message_id}, "every retry carries the same idempotency key"
     expected = "sha256=" + hmac.new(SECRET.encode(), bodies[-1], hashlib.sha256).hexdigest()
     assert requests[-1].headers["X-Cipulse-Signature-256"] == expected
-    rows = delivery_rows(result, sub, flush_of(1))
+    rows = delivery_rows(flush_of(1), result.attempts)
     assert [(r.attempt, r.outcome) for r in rows] == [(1, "retry"), (2, "retry"), (3, "delivered")]
 
 
