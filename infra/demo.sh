@@ -10,6 +10,8 @@ export CIPULSE_WEB_PORT="${CIPULSE_WEB_PORT:-6066}"
 # Demo-sized review thresholds, so stuck reviews and lost record syncs show up within minutes.
 export CIPULSE_AUDIT_STUCK_AFTER_SECONDS="${CIPULSE_AUDIT_STUCK_AFTER_SECONDS:-120}"
 export CIPULSE_AUDIT_SYNC_GRACE_SECONDS="${CIPULSE_AUDIT_SYNC_GRACE_SECONDS:-20}"
+# Failures, recoveries and stuck reviews, grouped per project, written to the worker log.
+export CIPULSE_NOTIFY_SUBSCRIPTIONS_FILE="${CIPULSE_NOTIFY_SUBSCRIPTIONS_FILE:-$repo/infra/demo-subscriptions.yaml}"
 api="http://127.0.0.1:${CIPULSE_WEB_PORT}"
 mkdir -p .data
 worker_pid=""
@@ -46,6 +48,7 @@ demo: cipulse is running
   stats        .venv/bin/cipulse stats --window 1h
   reviews      $api/audits?stuck=true   and  $api/stats/audits?window=1h
   alerts       topic cipulse.audit-alerts (stuck reviews after 120 s, lost record syncs repaired after 20 s)
+  notifications grep notification .data/worker.log   and  $api/notifications/health
 demo: starting the demo feed (Ctrl-C stops everything)
 MSG
 .venv/bin/cipulse demo-feed --rate "${CIPULSE_DEMO_RATE:-2}" --speed "${CIPULSE_DEMO_SPEED:-20}"

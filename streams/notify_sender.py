@@ -68,7 +68,10 @@ async def deliver(
     channel = subscription.channel
     now = datetime.now(UTC)
     if isinstance(channel, LogChannel):
-        log.info("notification %s (%s): %s", flush.flush_id, subscription.id, [n.title for n in flush.notifications])
+        log.info(
+            "notification %s to %s (%d%s): %s", flush.flush_id[:12], subscription.id, len(flush.notifications),
+            ", repeat" if flush.is_repeat else "", "; ".join(n.title for n in flush.notifications),
+        )
         return DeliveryResult(flush.flush_id, channel.kind, (_attempt(1, "delivered", 0, "", 0.0, now),))
     url, body, headers = request_for(channel, flush)
     policy = subscription.delivery

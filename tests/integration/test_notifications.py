@@ -203,3 +203,43 @@ def test_a_refusing_receiver_is_dead_lettered_with_the_reason_and_other_groups_s
         assert letter.processor == "notifier" and "HTTP 410" in letter.reason
         assert json.loads(letter.payload)["notifications"][0]["subject_id"] == "gone-1"
         assert receiver.count() == 1  # a refusal is not retried
+
+
+def test_recovery_and_a_stuck_review_are_notified_and_the_log_changelog_expires(
+    worker_factory: Any, tmp_path: Path
+) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from schemas import AuditEvent, AuditEventKind, AuditSubjectKind, encode
+
+    with webhook_receiver() as receiver:
+        subscriptions = subscriptions_file(
+            tmp_path, receiver.url, transitions=["failed", "recovered", "succeeded", "audit_stuck"],
+        )
+        worker: WorkerProcess = worker_factory(
+            CIPULSE_NOTIFY_SUBSCRIPTIONS_FILE=str(subscriptions), CIPULSE_AUDIT_STUCK_AFTER_SECONDS="2",
+            CIPULSE_NOTIFY_LOG_RETENTION_DAYS="7",
+        )
+        send(worker, build_event("red-1", 1, BuildStatus.RUNNING), build_event("red-1", 2, BuildStatus.FAILED))
+        wait_until(lambda: receiver.count() == 1, 60, "the failure notification")
+        send(worker, build_event("green-2", 1, BuildStatus.RUNNING), build_event("green-2", 2, BuildStatus.SUCCEEDED))
+        audits = BuildEventProducer(worker.bootstrap, worker.topic("audit-events"))
+        review = AuditEvent(
+            event_id="review-1", audit_id="review-1", subject_kind=AuditSubjectKind.BUILD, subject_id="green-2",
+            project="payments", pipeline="deploy-prod", kind=AuditEventKind.REQUESTED, seq=1,
+            event_time=datetime.now(UTC), reviewers=["alice"],
+        )
+        audits.send_raw(b"review-1", encode(review))
+        audits.flush()
+        wait_until(lambda: receiver.count() == 3, 60, "the recovery and stuck-review notifications")
+        by_transition = {n["transition"]: n for n in notifications_in(receiver)}
+        assert set(by_transition) == {"FAILED", "RECOVERED", "AUDIT_STUCK"}
+        assert by_transition["RECOVERED"]["subject_id"] == "green-2"  # one message, not RECOVERED + SUCCEEDED
+        assert "previous build of this pipeline FAILED" in by_transition["RECOVERED"]["body"]
+        assert by_transition["AUDIT_STUCK"]["subject_id"] == "review-1" and "alice" in by_transition["AUDIT_STUCK"]["body"]
+
+        admin = AdminClient({"bootstrap.servers": worker.bootstrap})
+        resource = ConfigResource(ConfigResource.Type.TOPIC, f"{worker.name}-notify-log-changelog")
+        config = admin.describe_configs([resource])[resource].result(timeout=30)
+        assert config["cleanup.policy"].value == "compact,delete"
+        assert config["retention.ms"].value == str(7 * 86_400_000)
