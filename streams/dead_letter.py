@@ -9,15 +9,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from faust.types import EventT, TopicT
 
-from schemas import DeadLetter, DeadLetterKind
-from schemas.serde import encode
+from schemas import DeadLetter, DeadLetterKind, TopLevelRecord
+from schemas.exceptions import SchemaViolationError, UndecodableError
+from schemas.serde import decode, encode
 from streams import metrics
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=TopLevelRecord)
 
 
 class DeadLetterPublisher:
@@ -51,6 +54,17 @@ class DeadLetterPublisher:
         )
         metrics.DEAD_LETTERS.labels(self._processor, kind.value).inc()
         return await self._topic.send(key=_as_bytes(message.key), value=encode(record))
+
+
+    async def decode_or_reject(self, event: EventT[Any], model: type[R], deliveries: list[Awaitable[Any]]) -> R | None:
+        """The event's record, or None after queueing its dead letter (its future joins `deliveries`)."""
+        try:
+            return decode(event.value, model)
+        except UndecodableError as exc:
+            deliveries.append(await self.publish(event, DeadLetterKind.UNDECODABLE, str(exc)))
+        except SchemaViolationError as exc:
+            deliveries.append(await self.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc)))
+        return None
 
 
 def _as_bytes(value: object) -> bytes | None:

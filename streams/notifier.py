@@ -28,8 +28,7 @@ import faust
 from faust.types import EventT, StreamT, TableT, TopicT
 
 from schemas import DeadLetterKind, NotificationRequest, NotifierSignal, NotifierSignalKind
-from schemas.exceptions import SchemaViolationError, UndecodableError
-from schemas.serde import decode, encode
+from schemas.serde import encode
 from sinks.gateway import ClickHouseGateway
 from sinks.notification_rows import NotificationDeliveryRow
 from sinks.notification_writer import NotificationSinkWriter
@@ -197,11 +196,8 @@ async def _on_request(
     sent: TableNotificationLog,
     batch: _Batch,
 ) -> None:
-    try:
-        request = decode(event.value, NotificationRequest)
-    except (UndecodableError, SchemaViolationError) as exc:
-        kind = DeadLetterKind.UNDECODABLE if isinstance(exc, UndecodableError) else DeadLetterKind.SCHEMA_VIOLATION
-        batch.deliveries.append(await dead_letters.publish(event, kind, str(exc)))
+    request = await dead_letters.decode_or_reject(event, NotificationRequest, batch.deliveries)
+    if request is None:
         return
     subscription = runtime.subscriptions.get(request.subscription_id)
     if subscription is None:
@@ -236,11 +232,8 @@ async def _on_signal(
     sent: TableNotificationLog,
     batch: _Batch,
 ) -> None:
-    try:
-        signal = decode(event.value, NotifierSignal)
-    except (UndecodableError, SchemaViolationError) as exc:
-        kind = DeadLetterKind.UNDECODABLE if isinstance(exc, UndecodableError) else DeadLetterKind.SCHEMA_VIOLATION
-        batch.deliveries.append(await dead_letters.publish(event, kind, str(exc)))
+    signal = await dead_letters.decode_or_reject(event, NotifierSignal, batch.deliveries)
+    if signal is None:
         return
     key = signal.group_key.encode()
     entry = groups.get(key)

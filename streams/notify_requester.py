@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -24,9 +24,8 @@ from typing import Any, cast
 import faust
 from faust.types import EventT, StreamT, TableT, TopicT
 
-from schemas import AuditAlert, BuildStatusChange, DeadLetterKind, NotificationRequest
-from schemas.exceptions import SchemaViolationError, UndecodableError
-from schemas.serde import decode, encode
+from schemas import AuditAlert, BuildStatusChange, NotificationRequest
+from schemas.serde import encode
 from streams.batch_states import BatchStates, make_current
 from streams.dead_letter import DeadLetterPublisher
 from streams.notify_grouping import group_key, group_labels
@@ -47,7 +46,7 @@ def dump_outcome(outcome: PipelineOutcome) -> bytes:
     return outcome.model_dump_json().encode()
 
 
-def request_key(request: NotificationRequest, subscriptions: dict[str, Subscription]) -> bytes:
+def request_key(request: NotificationRequest, subscriptions: Mapping[str, Subscription]) -> bytes:
     """The Kafka key of a request: its group key under the subscription's `group_by`."""
     policy = subscriptions[request.subscription_id].grouping
     return group_key(request.subscription_id, group_labels(request, policy.group_by)).encode()
@@ -106,11 +105,8 @@ async def _build_requests(
     api_url: str,
     deliveries: list[Awaitable[Any]],
 ) -> list[NotificationRequest]:
-    try:
-        change = decode(event.value, BuildStatusChange)
-    except (UndecodableError, SchemaViolationError) as exc:
-        kind = DeadLetterKind.UNDECODABLE if isinstance(exc, UndecodableError) else DeadLetterKind.SCHEMA_VIOLATION
-        deliveries.append(await dead_letters.publish(event, kind, str(exc)))
+    change = await dead_letters.decode_or_reject(event, BuildStatusChange, deliveries)
+    if change is None:
         return []
     key = pipeline_key(change).encode()
     outcome = states.get(key)
@@ -131,12 +127,8 @@ async def _alert_requests(
     now: datetime,
     deliveries: list[Awaitable[Any]],
 ) -> list[NotificationRequest]:
-    try:
-        alert = decode(event.value, AuditAlert)
-    except (UndecodableError, SchemaViolationError) as exc:
-        # The audit agent dead-letters the same record; one dead letter per reader keeps each
-        # reader's reason, and `processor` tells them apart.
-        kind = DeadLetterKind.UNDECODABLE if isinstance(exc, UndecodableError) else DeadLetterKind.SCHEMA_VIOLATION
-        deliveries.append(await dead_letters.publish(event, kind, str(exc)))
+    # A bad alert is dead-lettered by the audit agent too; `processor` tells the two apart.
+    alert = await dead_letters.decode_or_reject(event, AuditAlert, deliveries)
+    if alert is None:
         return []
     return audit_alert_requests(alert, subscriptions, now)
