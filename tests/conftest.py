@@ -22,8 +22,16 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
         broker.stop()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Keep each phase's report on the item, so fixtures can tell that their test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def worker_factory(kafka: KafkaBroker, tmp_path: Path) -> Iterator[object]:
+def worker_factory(kafka: KafkaBroker, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
     """Start isolated workers (own topics, group, store, ClickHouse path); all stopped after the test."""
     started: list[WorkerProcess] = []
 
@@ -34,8 +42,13 @@ def worker_factory(kafka: KafkaBroker, tmp_path: Path) -> Iterator[object]:
         return worker
 
     yield start
+    failed = getattr(request.node, "report_call", None) is not None and request.node.report_call.failed
     for worker in started:
+        if failed:  # a stalled worker's stacks are the evidence; they go to its log
+            worker.dump_tasks()
         worker.stop()
+        if failed:
+            print(f"--- worker {worker.name} log: {worker.log_path}")
     if os.environ.get("CIPULSE_KEEP_LOGS"):
         for worker in started:
             print(worker.log_tail(200))

@@ -172,6 +172,12 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             return self.process.wait(10)
 
+    def dump_tasks(self, settle: float = 2.0) -> None:
+        """Ask the worker (mode's SIGUSR1) to write every thread's and task's stack to its log."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(settle)
+
     def kill(self) -> None:
         """kill -9: no shutdown hooks, no final commit."""
         assert self.process is not None
