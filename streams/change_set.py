@@ -40,6 +40,9 @@ def change_set(accepted: Accepted, event: BuildEvent) -> BuildStatusChange:
         termination_reason=state.termination_reason,
         changed_fields=list(accepted.changed_fields),
         nodes=nodes,
+        commit_sha=state.commit_sha,
+        executor=state.executor,
+        environment=dict(state.environment),
     )
 
 

@@ -1,6 +1,6 @@
 """`BuildStatusChange`: the change set the build-status agent publishes per accepted event.
 
-Mirrors `build_status_change.v1.avsc`. It carries the build's header plus only what changed, so
+Mirrors `build_status_change.v2.avsc`. It carries the build's header plus only what changed, so
 sinks and notifiers can apply it without re-reading the build's state.
 """
 
@@ -71,3 +71,6 @@ class BuildStatusChange(TopLevelRecord):
     termination_reason: str | None = None
     changed_fields: list[str] = Field(default_factory=list)
     nodes: list[NodeChange] = Field(default_factory=list)
+    commit_sha: str | None = None
+    executor: str | None = None
+    environment: dict[str, str] = Field(default_factory=dict)

@@ -27,6 +27,7 @@ PUBLISHED_FINGERPRINTS = {
     "build_event.v1.avsc": "9fa8feac96e3c7c1",
     "build_event.v2.avsc": "fc8ce861bb506b85",
     "build_status_change.v1.avsc": "5e029ea629a1074d",
+    "build_status_change.v2.avsc": "bc0a59549b096066",
     "dead_letter.v1.avsc": "588bdfb23ca51d78",
     "notification_request.v1.avsc": "5da54bdbfbbaa4fc",
     "notifier_signal.v1.avsc": "80841eb7fc4cad0a",

@@ -25,7 +25,7 @@ BOOKKEEPING_FIELDS = frozenset({"stages", "seq", "last_seq", "revision", "update
 HEADER_FIELDS = (
     "build_id", "project", "pipeline", "status", "first_seen_at", "queued_at", "started_at",
     "finished_at", "duration_ms", "trigger_reason", "trigger_user", "branch", "error_reason",
-    "termination_reason",
+    "termination_reason", "commit_sha", "executor", "environment",
 )
 """Fields a change set copies from the build state, so a consumer never needs older messages."""
 
