@@ -40,6 +40,7 @@ from schemas.models import (
     NotificationRequest,
     NotifierSignal,
     RecordModel,
+    RetryRequest,
     TopLevelRecord,
 )
 from schemas.serde import DecodedRecord, decode, decode_dict, encode, encode_dict, fingerprint_of
@@ -68,6 +69,7 @@ __all__ = [
     "NotifierSignal",
     "NotifierSignalKind",
     "RecordModel",
+    "RetryRequest",
     "SchemaCatalog",
     "SchemaCatalogError",
     "SchemaVersion",

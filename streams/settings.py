@@ -29,6 +29,15 @@ class CipulseSettings(BaseSettings):
     clickhouse_database: str = Field(default="cipulse", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     raw_retention_days: int = Field(default=30, ge=1, description="TTL of day-partitioned raw event tables")
     results_retention_days: int = Field(default=400, ge=1, description="TTL of per-build result rows")
+    context_retention_days: int = Field(
+        default=28, ge=1, description="TTL of the build_context table (what a retry needs), set at table creation"
+    )
+    retry_safety_margin_seconds: float = Field(
+        default=3600.0, ge=0, description="Retries stop this long before a build's context expires (partition-drop race)"
+    )
+    retention_cache_seconds: float = Field(
+        default=30.0, gt=0, description="How long the context table's TTL, read from ClickHouse, is cached"
+    )
     data_dir: Path = Field(default=REPO_ROOT / ".data" / "worker", description="Faust table stores (RocksDB) live here")
     table_store: Literal["rocksdb", "memory"] = Field(default="rocksdb", description="Faust table store")
     web_host: str = "127.0.0.1"

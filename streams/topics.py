@@ -84,6 +84,13 @@ NOTIFY_SIGNALS = TopicSpec(
     "notification grouping timer (FLUSH_DUE), notification sender (DELIVERED, GAVE_UP receipts)",
     "notification grouping agent",
 )
+RETRY_REQUESTS = TopicSpec(
+    "retry-requests",
+    "build_id",
+    "RetryRequest",
+    "REST API / `cipulse retry request` (only for builds whose context is still retained)",
+    "the CI system that runs the retry",
+)
 CATALOG: tuple[TopicSpec, ...] = (
     BUILD_EVENTS,
     BUILD_STATUS,
@@ -93,6 +100,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     BUILD_FINALS,
     NOTIFY_REQUESTS,
     NOTIFY_SIGNALS,
+    RETRY_REQUESTS,
 )
 
 BUILD_STATE_TABLE = "build-state"

@@ -10,6 +10,7 @@ from schemas.models.build_status_change import BuildStatusChange, NodeChange
 from schemas.models.dead_letter import DeadLetter
 from schemas.models.notification_request import NotificationRequest
 from schemas.models.notifier_signal import DeliveryAttempt, NotifierSignal
+from schemas.models.retry_request import RetryRequest
 
 TOP_LEVEL_RECORDS: tuple[type[TopLevelRecord], ...] = (
     BuildEvent,
@@ -18,6 +19,7 @@ TOP_LEVEL_RECORDS: tuple[type[TopLevelRecord], ...] = (
     AuditAlert,
     NotificationRequest,
     NotifierSignal,
+    RetryRequest,
     DeadLetter,
 )
 """Every model published on its own; the catalog pairs each with its `.avsc` versions."""
@@ -34,5 +36,6 @@ __all__ = [
     "NotificationRequest",
     "NotifierSignal",
     "RecordModel",
+    "RetryRequest",
     "TopLevelRecord",
 ]

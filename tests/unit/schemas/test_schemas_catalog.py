@@ -31,6 +31,7 @@ PUBLISHED_FINGERPRINTS = {
     "dead_letter.v1.avsc": "588bdfb23ca51d78",
     "notification_request.v1.avsc": "5da54bdbfbbaa4fc",
     "notifier_signal.v1.avsc": "80841eb7fc4cad0a",
+    "retry_request.v1.avsc": "a23ad0f25bc8a8b6",
 }
 
 AVSC_FILES = sorted(AVRO_DIR.glob("*.avsc"))

@@ -32,6 +32,7 @@ from schemas import (
     NotificationTransition,
     NotifierSignal,
     NotifierSignalKind,
+    RetryRequest,
     TopLevelRecord,
     TriggerReason,
     decode,
@@ -214,6 +215,15 @@ EXAMPLES: list[TopLevelRecord] = [
         reason="ClientConnectorError on attempt 2 of 2", signalled_at=T0,
     ),
     NotifierSignal(kind=NotifierSignalKind.FLUSH_DUE, group_key="s-1{}", signalled_at=T0),
+    RetryRequest(
+        retry_id="r-1", build_id="b-1", project="cipulse", pipeline="ci", original_status="FAILED", branch="main",
+        commit_sha="abc123", trigger_reason="PUSH", trigger_user="alice", variables={"TARGET": "prod"},
+        original_first_seen_at=T0, context_deadline=T0, requested_by="bob", reason="flaky test", requested_at=T0,
+    ),
+    RetryRequest(
+        retry_id="r-2", build_id="b-2", project="cipulse", pipeline="ci", original_status="CANCELED",
+        original_first_seen_at=T0, requested_by="api", requested_at=T0,
+    ),
     DeadLetter(
         source_topic="build-events", source_partition=3, source_offset=1234,
         key=b"b-1", payload=b"\x00\xff not avro", kind=DeadLetterKind.UNDECODABLE,
