@@ -22,6 +22,7 @@ from sinks import queries
 from sinks.gateway import ClickHouseGateway
 from streams import api_models as m
 from streams import metrics
+from streams.api_responses import answer, error
 from streams.builds import load_state
 from streams.exceptions import ApiRequestError
 from streams.openapi import openapi_document
@@ -39,13 +40,8 @@ def register_api(
 ) -> None:
     """Add the cipulse endpoints to `app`'s web server."""
 
-    def error(view: View, endpoint: str, status: int, message: str) -> Response:
-        metrics.API_REQUESTS.labels(endpoint, str(status)).inc()
-        return view.json(m.ErrorBody(error=message).model_dump(), status=status)
-
     def ok(view: View, endpoint: str, body: Any, status: int = 200) -> Response:
-        metrics.API_REQUESTS.labels(endpoint, str(status)).inc()
-        return view.json(body, status=status)
+        return answer(view, endpoint, status, body)
 
     @app.page("/builds/{build_id}", name="build_state")
     class BuildStateView(View):

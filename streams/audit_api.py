@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import uuid
@@ -17,8 +16,7 @@ from pydantic import ValidationError
 from schemas.serde import encode
 from sinks import audit_queries
 from sinks.gateway import ClickHouseGateway
-from streams import api_models as m
-from streams import metrics
+from streams.api_responses import admin_problem, answer, error
 from streams.audit_detection import AuditPolicy
 from streams.audit_openapi import (
     AuditStatsBody,
@@ -47,13 +45,6 @@ def register_audit_api(
     settings: CipulseSettings,
     policy: AuditPolicy,
 ) -> None:
-    def answer(view: View, endpoint: str, status: int, body: Any) -> Response:
-        metrics.API_REQUESTS.labels(endpoint, str(status)).inc()
-        return view.json(body, status=status)
-
-    def error(view: View, endpoint: str, status: int, message: str) -> Response:
-        return answer(view, endpoint, status, m.ErrorBody(error=message).model_dump())
-
     @app.page("/audits", name="list_open_audits")
     class OpenAuditsView(View):
         async def get(self, request: Request) -> Response:
@@ -105,7 +96,7 @@ def register_audit_api(
     class RepairView(View):
         @app.table_route(table=table, match_info="audit_id")  # type: ignore[arg-type]
         async def post(self, request: Request, audit_id: str) -> Response:
-            refusal = _authentication_problem(request, settings)
+            refusal = admin_problem(request, settings, "repairs")
             if refusal:
                 return error(self, "repair_audit", 401, refusal)
             try:
@@ -164,16 +155,3 @@ def _parse_bool(raw: str | None, name: str) -> bool | None:
     if raw.lower() in ("false", "0", "no"):
         return False
     raise ApiRequestError(f"{name}={raw!r} must be true or false")
-
-
-def _authentication_problem(request: Request, settings: CipulseSettings) -> str | None:
-    """None when the bearer token matches CIPULSE_ADMIN_TOKEN; else what is wrong (never the token)."""
-    if settings.admin_token is None:
-        return "repairs are disabled: set CIPULSE_ADMIN_TOKEN on the worker and send it as a bearer token"
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return "missing credentials: send 'Authorization: Bearer <CIPULSE_ADMIN_TOKEN>'"
-    if not hmac.compare_digest(token.encode(), settings.admin_token.get_secret_value().encode()):
-        return "wrong bearer token"
-    return None

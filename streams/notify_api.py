@@ -17,8 +17,7 @@ from pydantic import BaseModel
 
 from sinks import notification_queries
 from sinks.gateway import ClickHouseGateway
-from streams import api_models as m
-from streams import metrics
+from streams.api_responses import answer, error
 from streams.exceptions import ApiRequestError
 from streams.notify_openapi import (
     NotificationDeliveriesBody,
@@ -41,13 +40,6 @@ def register_notify_api(app: faust.App, *, gateway: ClickHouseGateway, settings:
 
     `settings` is part of the signature `streams.app` calls with; these reads need none yet.
     """
-
-    def answer(view: View, endpoint: str, status: int, body: Any) -> Response:
-        metrics.API_REQUESTS.labels(endpoint, str(status)).inc()
-        return view.json(body, status=status)
-
-    def error(view: View, endpoint: str, status: int, message: str) -> Response:
-        return answer(view, endpoint, status, m.ErrorBody(error=message).model_dump())
 
     def window_view(endpoint: str, query: WindowQuery, body_type: type[BaseModel], field: str) -> type[View]:
         """A GET view over `query` for `?window=&project=`, answering `body_type` with rows in `field`."""
