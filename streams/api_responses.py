@@ -4,13 +4,28 @@
 from __future__ import annotations
 
 import hmac
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from faust.web import Request, Response, View
+from pydantic import BaseModel
+
+from sinks.gateway import ClickHouseGateway
 
 from streams import api_models as m
 from streams import metrics
+from streams.exceptions import ApiRequestError
+from streams.query_params import parse_name, parse_window, reject_unknown
 from streams.settings import CipulseSettings
+
+log = logging.getLogger(__name__)
+
+WindowQuery = Callable[..., Sequence[Any]]
+"""`fn(client, database, *, window, now, project)`: a `sinks` query over a look-back window."""
+
+_WINDOW_PARAMETERS = {"window", "project"}
 
 
 def answer(view: View, endpoint: str, status: int, body: Any) -> Response:
@@ -38,3 +53,30 @@ def admin_problem(request: Request, settings: CipulseSettings, what: str) -> str
     if not hmac.compare_digest(token.encode(), settings.admin_token.get_secret_value().encode()):
         return "wrong bearer token"
     return None
+
+
+def window_view(
+    gateway: ClickHouseGateway, endpoint: str, query: WindowQuery, body_type: type[BaseModel], field: str
+) -> type[View]:
+    """A GET view over `query` for `?window=&project=`, answering `body_type` with rows in `field`."""
+
+    class WindowView(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                reject_unknown(request.query, _WINDOW_PARAMETERS)
+                window = parse_window(request.query.get("window"))
+                project = parse_name(request.query, "project")
+            except ApiRequestError as exc:
+                return error(self, endpoint, 400, str(exc))
+            until = datetime.now(UTC)
+            try:
+                rows = await gateway.call(query, window=window, now=until, project=project)
+            except Exception as exc:
+                log.error("%s query failed: %s", endpoint, exc)
+                return error(self, endpoint, 503, f"ClickHouse query failed: {exc}")
+            body = body_type.model_validate(
+                {"window_seconds": int(window.total_seconds()), "since": until - window, "until": until, field: rows}
+            )
+            return answer(self, endpoint, 200, body.model_dump(mode="json"))
+
+    return WindowView
