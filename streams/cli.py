@@ -1,4 +1,4 @@
-"""`cipulse` command line: broker, topics, worker, demo feed, and build queries.
+"""`cipulse` command line: broker, topics, worker, demo feed, build queries and retries.
 
 Every command has `--help`; settings come from CIPULSE_* environment variables and
 the flags shown there.
@@ -95,6 +95,22 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--api", default=None, help="API base URL (default: from CIPULSE_WEB_HOST/PORT)")
     build.set_defaults(run=_build)
 
+    retry = commands.add_parser(
+        "retry",
+        help="check whether a build may be retried (from the retention ClickHouse reports), or request a retry",
+        description="check: eligibility, reason, retention and deadline (exit 0 when eligible, 1 when not). "
+        "request: publish a retry of an eligible build (needs CIPULSE_ADMIN_TOKEN); refused with the reason otherwise.",
+    )
+    retry.add_argument("action", choices=["check", "request"], help="only check, or request the retry")
+    retry.add_argument("build_id", help="the build id")
+    retry.add_argument("--reason", default="", help="why (request only; stored with the retry)")
+    retry.add_argument("--by", default=None, help="who asks (request only; default: $USER)")
+    retry.add_argument(
+        "--idempotency-key", default=None, help="the same key always gives the same retry (safe to repeat)"
+    )
+    retry.add_argument("--api", default=None, help="API base URL (default: from CIPULSE_WEB_HOST/PORT)")
+    retry.set_defaults(run=_retry)
+
     stats = commands.add_parser("stats", help="success rate and duration percentiles per pipeline")
     stats.add_argument("--window", default="24h", help="look-back window, e.g. 15m, 1h, 7d (default 24h)")
     stats.add_argument("--project", default=None, help="only this project")
@@ -169,8 +185,13 @@ def _demo_feed(args: argparse.Namespace, settings: CipulseSettings) -> int:
 
 
 def _get_json(url: str) -> tuple[int, Any]:
+    return _http_json(urllib.request.Request(url))
+
+
+def _http_json(request: urllib.request.Request) -> tuple[int, Any]:
+    url = request.full_url
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as exc:
         return exc.code, json.load(exc)
@@ -184,6 +205,38 @@ def _build(args: argparse.Namespace, settings: CipulseSettings) -> int:
     status, body = _get_json(f"{base}/builds/{urllib.parse.quote(args.build_id, safe='')}{suffix}")
     print(json.dumps(body, indent=2))
     return 0 if status == 200 else 1
+
+
+def _retry(args: argparse.Namespace, settings: CipulseSettings) -> int:
+    base = (args.api or settings.api_url).rstrip("/")
+    build = urllib.parse.quote(args.build_id, safe="")
+    if args.action == "check":
+        status, body = _get_json(f"{base}/builds/{build}/retry-eligibility")
+        if status != 200:
+            print(body.get("error", body), file=sys.stderr)
+            return 1
+        print(json.dumps(body, indent=2))
+        print(("eligible: " if body["eligible"] else f"not eligible ({body['reason']}): ") + body["message"],
+              file=sys.stderr)
+        return 0 if body["eligible"] else 1
+    if settings.admin_token is None:
+        raise CipulseError("retry requests need CIPULSE_ADMIN_TOKEN (the worker's admin token) in the environment")
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {settings.admin_token.get_secret_value()}",
+    }
+    if args.idempotency_key:
+        headers["Idempotency-Key"] = args.idempotency_key
+    payload = {"reason": args.reason, "requested_by": args.by or os.environ.get("USER") or "cli"}
+    request = urllib.request.Request(
+        f"{base}/builds/{build}/retry", data=json.dumps(payload).encode(), headers=headers, method="POST"
+    )
+    status, body = _http_json(request)
+    if status != 202:
+        print(body.get("error", body), file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2))
+    return 0
 
 
 def _stats(args: argparse.Namespace, settings: CipulseSettings) -> int:

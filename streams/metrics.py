@@ -71,3 +71,8 @@ NOTIFICATION_RATE_LIMITED = Counter(
 NOTIFICATIONS_IN_FLIGHT = Gauge(
     "cipulse_notifications_in_flight", "Notification messages handed to the sender and not yet acknowledged or given up"
 )
+RETRY_DECISIONS = Counter(
+    "cipulse_retry_decisions_total",
+    "Retry eligibility decisions: action check|retry, verdict ELIGIBLE or the refusal reason",
+    ["action", "verdict"],
+)

@@ -6,7 +6,7 @@ import pytest
 
 from streams.cli import main
 
-COMMANDS = [[], ["broker"], ["topics"], ["worker"], ["demo-feed"], ["build"], ["stats"]]
+COMMANDS = [[], ["broker"], ["topics"], ["worker"], ["demo-feed"], ["build"], ["retry"], ["stats"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "cipulse")
