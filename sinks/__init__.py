@@ -5,10 +5,13 @@ typed rows (`sinks.rows`) and get typed results back (`sinks.queries`)."""
 from sinks.audit_rows import AuditAlertRow, AuditEventRow, AuditRepairRow, AuditStateRow
 from sinks.audit_writer import AuditSinkWriter
 from sinks.connection import open_client
+from sinks.context_rows import BuildContextRow, RetryDecisionRow
+from sinks.context_writer import BuildContextWriter
 from sinks.exceptions import ClickHouseUnavailableError, MigrationError, SinkError, SinkWriteError
 from sinks.migrations import apply_migrations
 from sinks.notification_rows import NotificationDeliveryRow
 from sinks.notification_writer import NotificationSinkWriter
+from sinks.retention import TableRetention, read_retention
 from sinks.rows import BuildEventRow, BuildResultRow
 from sinks.writer import BuildSinkWriter
 
@@ -18,6 +21,8 @@ __all__ = [
     "AuditRepairRow",
     "AuditSinkWriter",
     "AuditStateRow",
+    "BuildContextRow",
+    "BuildContextWriter",
     "BuildEventRow",
     "BuildResultRow",
     "BuildSinkWriter",
@@ -25,8 +30,11 @@ __all__ = [
     "MigrationError",
     "NotificationDeliveryRow",
     "NotificationSinkWriter",
+    "RetryDecisionRow",
     "SinkError",
     "SinkWriteError",
+    "TableRetention",
     "apply_migrations",
     "open_client",
+    "read_retention",
 ]

@@ -2,7 +2,7 @@
 
 Migrations are the files `sinks/ddl/NNNN_<name>.sql`, applied in version order. Each file may
 hold several statements separated by `;` at the end of a line, and may use the placeholders
-`{database}`, `{raw_retention_days}` and `{results_retention_days}`.
+`{database}`, `{raw_retention_days}`, `{results_retention_days}` and `{context_retention_days}`.
 
 Rules for migration authors, because they are what make a start-up safe to repeat:
 - Never edit an applied file: its checksum (of the file text, before placeholders are filled)
@@ -14,7 +14,9 @@ Rules for migration authors, because they are what make a start-up safe to repea
   it is a ReplacingMergeTree keyed by version and read with FINAL.
 
 Retention values are parameters, not part of the checksum: changing them for an existing
-table is not done here (the table keeps the TTL it was created with).
+table is not done here (the table keeps the TTL it was created with). An operator changes a
+live table's retention with `ALTER TABLE ... MODIFY TTL`; code that depends on a retention
+(the retry limit) reads it back from the table (`sinks.retention`) instead of from here.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_TABLE = "schema_migrations"
 DEFAULT_RAW_RETENTION_DAYS = 30
 DEFAULT_RESULTS_RETENTION_DAYS = 400
+DEFAULT_CONTEXT_RETENTION_DAYS = 28
 
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -106,6 +109,7 @@ def apply_migrations(
     *,
     raw_retention_days: int = DEFAULT_RAW_RETENTION_DAYS,
     results_retention_days: int = DEFAULT_RESULTS_RETENTION_DAYS,
+    context_retention_days: int = DEFAULT_CONTEXT_RETENTION_DAYS,
     migrations: list[Migration] | None = None,
 ) -> list[Migration]:
     """Bring `database` up to the shipped DDL; return the migrations applied by this call.
@@ -113,6 +117,8 @@ def apply_migrations(
     Runs at every start-up before the first write. Verifies every already-applied migration
     against its file first, so a tampered history stops the process before it touches data.
     `migrations` overrides the shipped files (tests use it to simulate an edited file).
+    `context_retention_days` is the TTL `build_context` is created with: how long a build can
+    be retried with its original variables.
     """
     database = checked_identifier(database)
     parameters = {
@@ -120,6 +126,9 @@ def apply_migrations(
         "raw_retention_days": str(_positive_days(raw_retention_days, "raw_retention_days")),
         "results_retention_days": str(
             _positive_days(results_retention_days, "results_retention_days")
+        ),
+        "context_retention_days": str(
+            _positive_days(context_retention_days, "context_retention_days")
         ),
     }
     wanted = sorted(

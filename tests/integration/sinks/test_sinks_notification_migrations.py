@@ -69,14 +69,15 @@ def test_notification_migration_applies_on_top_of_0001_to_0004_once(
     ch_client: Client, database: str
 ) -> None:
     before_notifications = [m for m in load_migrations() if m.version <= 4]
+    up_to_notifications = [m for m in load_migrations() if m.version <= 5]
     apply_migrations(ch_client, database, migrations=before_notifications)
     BuildSinkWriter(ch_client, database).write([event_row()], [result_row()])
     AuditSinkWriter(ch_client, database).write(events=[audit_event()], states=[audit_state()])
 
-    applied_now = apply_migrations(ch_client, database)
+    applied_now = apply_migrations(ch_client, database, migrations=up_to_notifications)
     ddl_after_first = _engine_full(ch_client, database, TABLE)
     NotificationSinkWriter(ch_client, database).write([DELIVERED])
-    applied_again = apply_migrations(ch_client, database)
+    applied_again = apply_migrations(ch_client, database, migrations=up_to_notifications)
 
     assert [m.file_name for m in applied_now] == ["0005_notification_deliveries.sql"]
     assert applied_again == []

@@ -7,7 +7,12 @@ import pytest
 from sinks.exceptions import MigrationError
 from sinks.migrations import Migration, load_migrations
 
-PARAMETERS = {"database": "cipulse", "raw_retention_days": "30", "results_retention_days": "400"}
+PARAMETERS = {
+    "database": "cipulse",
+    "raw_retention_days": "30",
+    "results_retention_days": "400",
+    "context_retention_days": "28",
+}
 
 
 def test_shipped_migrations_are_numbered_from_one_without_gaps() -> None:
