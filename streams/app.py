@@ -24,6 +24,7 @@ from streams.notify_api import register_notify_api
 from streams.notify_log_table import changelog_configs
 from streams.notify_requester import RequesterTopics, register_requester_agent
 from streams.notify_subscriptions import Subscription, load_subscriptions
+from streams.retry_api import register_retry_api
 from streams.builds import register_build_agent
 from streams.dead_letter import DeadLetterPublisher
 from streams.settings import CipulseSettings
@@ -45,6 +46,7 @@ from streams.topics import (
     NOTIFY_REQUESTS,
     NOTIFY_SIGNALS,
     PIPELINE_OUTCOMES_TABLE,
+    RETRY_REQUESTS,
     topic_name,
 )
 
@@ -166,6 +168,10 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     )
     register_notifications(app, settings, gateway, health, topics, audit_topics.alerts)
     register_notify_api(app, gateway=gateway, settings=settings)
+    register_retry_api(
+        app, table=table, retries=_raw_topic(app, topic_name(settings, RETRY_REQUESTS)), gateway=gateway,
+        settings=settings,
+    )
 
     async def refresh_lag() -> None:
         """Publish consumer lag (end offset - committed offset) per assigned partition."""

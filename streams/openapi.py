@@ -112,8 +112,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 def all_endpoints() -> tuple[Endpoint, ...]:
     from streams.audit_openapi import AUDIT_ENDPOINTS
     from streams.notify_openapi import NOTIFY_ENDPOINTS
+    from streams.retry_openapi import RETRY_ENDPOINTS
 
-    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS
+    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS
 
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:

@@ -23,12 +23,12 @@ from faust.types import StreamT, TopicT
 from schemas import BuildStatusChange, DeadLetterKind
 from schemas.exceptions import SchemaViolationError, UndecodableError
 from schemas.serde import decode
+from sinks.context_writer import BuildContextWriter
 from sinks.gateway import ClickHouseGateway
-from sinks.rows import BuildEventRow, BuildResultRow
 from sinks.writer import BuildSinkWriter
 from streams import metrics
 from streams.dead_letter import DeadLetterPublisher
-from streams.sink_rows import event_row, result_row
+from streams.sink_rows import context_row, event_row, latest_per_build, result_row
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ def register_sink_agent(
 
     async def sink_build_status(stream: StreamT[Any]) -> None:
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=flush_seconds):
-            event_rows: list[BuildEventRow] = []
-            result_rows: list[BuildResultRow] = []
+            changes: list[BuildStatusChange] = []
             dead: list[Any] = []
             for event in events:
                 try:
@@ -76,17 +75,31 @@ def register_sink_agent(
                 except SchemaViolationError as exc:
                     dead.append(await dead_letters.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc)))
                     continue
-                event_rows.append(event_row(change))
-                result_rows.append(result_row(change))
-            if event_rows:
-                await write_until_accepted(
-                    gateway, health, retry_max_seconds,
-                    lambda client, database: BuildSinkWriter(client, database).write(event_rows, result_rows),
-                    rows={"build_events": len(event_rows), "build_results": len(result_rows)},
-                )
+                changes.append(change)
+            if changes:
+                await write_changes(gateway, health, retry_max_seconds, changes)
             await asyncio.gather(*dead)
 
     app.agent(source, name=PROCESSOR)(sink_build_status)
+
+
+async def write_changes(
+    gateway: ClickHouseGateway, health: SinkHealth, retry_max_seconds: float, changes: list[BuildStatusChange]
+) -> None:
+    """Every change as a `build_events` row; each build's newest state as its result and context."""
+    event_rows = [event_row(change) for change in changes]
+    latest = latest_per_build(changes)
+    result_rows = [result_row(change) for change in latest]
+    context_rows = [context_row(change) for change in latest]
+
+    def write(client: Any, database: str) -> None:
+        BuildSinkWriter(client, database).write(event_rows, result_rows)
+        BuildContextWriter(client, database).write(context_rows)
+
+    await write_until_accepted(
+        gateway, health, retry_max_seconds, write,
+        rows={"build_events": len(event_rows), "build_results": len(result_rows), "build_context": len(context_rows)},
+    )
 
 
 async def write_until_accepted(

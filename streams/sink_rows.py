@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from schemas import BuildScope, BuildStatusChange
+from sinks.context_rows import BuildContextRow
 from sinks.rows import BuildEventRow, BuildResultRow
 from streams.transitions import is_final
 
@@ -58,3 +60,37 @@ def result_row(change: BuildStatusChange, now: datetime | None = None) -> BuildR
         termination_reason=change.termination_reason or "",
         updated_at=now or datetime.now(UTC),
     )
+
+
+def context_row(change: BuildStatusChange) -> BuildContextRow:
+    """What a retry of the build needs after this change: its variables and trigger context."""
+    return BuildContextRow(
+        project=change.project,
+        pipeline=change.pipeline,
+        build_id=change.build_id,
+        first_seen_at=change.first_seen_at,
+        started_at=change.started_at,
+        finished_at=change.finished_at,
+        status=change.status.value,
+        trigger_reason=change.trigger_reason.value if change.trigger_reason else "",
+        trigger_user=change.trigger_user or "",
+        branch=change.branch or "",
+        commit_sha=change.commit_sha or "",
+        executor=change.executor or "",
+        variables=dict(change.environment),
+        revision=change.revision,
+    )
+
+
+def latest_per_build(changes: Iterable[BuildStatusChange]) -> list[BuildStatusChange]:
+    """The newest revision of each build in a batch, in first-seen order.
+
+    Summary tables keep one row per build anyway (ReplacingMergeTree on the revision), so
+    writing the older revisions of a batch only costs parts and merges.
+    """
+    latest: dict[str, BuildStatusChange] = {}
+    for change in changes:
+        known = latest.get(change.build_id)
+        if known is None or change.revision >= known.revision:
+            latest[change.build_id] = change
+    return list(latest.values())

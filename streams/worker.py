@@ -33,6 +33,7 @@ def prepare_clickhouse(settings: CipulseSettings, gateway: ClickHouseGateway) ->
         apply_migrations,
         raw_retention_days=settings.raw_retention_days,
         results_retention_days=settings.results_retention_days,
+        context_retention_days=settings.context_retention_days,
     )
     names = ", ".join(migration.file_name for migration in applied) or "nothing new"
     log.info("ClickHouse schema ready (applied: %s)", names)

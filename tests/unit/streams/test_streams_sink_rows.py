@@ -17,7 +17,8 @@ from sinks.rows import EVENT_INSERT_COLUMNS, RESULT_COLUMNS, BuildEventRow, Buil
 from streams.build_state import Accepted, BuildState, apply_event
 from streams.change_set import change_set
 from streams.demo_feed import simulate_build
-from streams.sink_rows import event_row, result_row
+from sinks.context_rows import BuildContextRow
+from streams.sink_rows import context_row, event_row, latest_per_build, result_row
 from streams.transitions import FINAL_STATUSES
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -160,3 +161,27 @@ def test_a_reported_negative_duration_never_reaches_the_sink_as_an_unwritable_ro
         return  # rejected by the state machine: fine
     row = result_row(change_set(outcome, ev), now=NOW)
     assert row.duration_ms is None or row.duration_ms >= 0
+
+
+def test_context_row_keeps_what_a_retry_replays() -> None:
+    row = context_row(change(commit_sha="abc123", executor="runner-7", environment={"DEPLOY": "staging"}))
+    assert row == BuildContextRow(
+        project="web", pipeline="frontend-ci", build_id="b7", first_seen_at=T0, started_at=T0 + timedelta(seconds=65),
+        finished_at=None, status="RUNNING", trigger_reason="PULL_REQUEST", trigger_user="carol",
+        branch="feature/login", commit_sha="abc123", executor="runner-7", variables={"DEPLOY": "staging"}, revision=9,
+    )
+
+
+def test_context_row_of_a_build_without_trigger_or_commit_uses_empty_strings() -> None:
+    row = context_row(change(trigger_reason=None, trigger_user=None, branch=None))
+    assert (row.trigger_reason, row.trigger_user, row.branch, row.commit_sha, row.executor) == ("", "", "", "", "")
+    assert row.variables == {}
+
+
+@given(st.lists(st.tuples(st.sampled_from(["b1", "b2", "b3"]), st.integers(min_value=0, max_value=50)), max_size=30))
+def test_latest_per_build_keeps_each_builds_highest_revision(pairs: list[tuple[str, int]]) -> None:
+    changes = [change(build_id=build, revision=revision, seq=revision) for build, revision in pairs]
+    latest = latest_per_build(changes)
+    assert sorted(c.build_id for c in latest) == sorted({build for build, _ in pairs})
+    for kept in latest:
+        assert kept.revision == max(r for b, r in pairs if b == kept.build_id)
