@@ -3,8 +3,8 @@
 Both endpoints are routed to the worker that owns the build's state. The eligibility decision
 (`streams.retry_eligibility.decide`) combines three inputs: the live state (status, first
 seen), the build's context row in ClickHouse, and the context table's retention, read from
-ClickHouse through `RetentionCache`. Every decision is counted in Prometheus and written to
-`retry_decisions`. A refusal is never silent.
+ClickHouse through `RetentionCache`; `streams.retry_assessment` gathers them and counts every
+decision in Prometheus and `retry_decisions`. A refusal is never silent.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,15 +24,13 @@ from pydantic import ValidationError
 from schemas import BuildStatus, RetryRequest
 from schemas.serde import encode
 from sinks import context_queries
-from sinks.context_rows import BUILD_CONTEXT_TABLE, BuildContextRow, RetryDecisionRow
-from sinks.context_writer import BuildContextWriter
+from sinks.context_rows import BUILD_CONTEXT_TABLE, BuildContextRow
 from sinks.gateway import ClickHouseGateway
-from sinks.retention import TableRetention
-from streams import metrics
 from streams.api_responses import admin_problem, answer, error, window_view
 from streams.builds import load_state
 from streams.retention_cache import RetentionCache
-from streams.retry_eligibility import BuildFacts, Eligibility, RetentionWindow, decide
+from streams.retry_assessment import Assessment, RetryAssessor
+from streams.retry_eligibility import Eligibility
 from streams.retry_openapi import (
     RetentionBody,
     RetryAccepted,
@@ -44,17 +41,6 @@ from streams.retry_openapi import (
 from streams.settings import CipulseSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Assessment:
-    eligibility: Eligibility
-    window: RetentionWindow
-    retention: TableRetention
-    context: BuildContextRow | None
-    project: str
-    pipeline: str
-    status: BuildStatus | None
 
 
 def retry_id_for(build_id: str, idempotency_key: str | None) -> str:
@@ -73,46 +59,10 @@ def register_retry_api(
     gateway: ClickHouseGateway,
     settings: CipulseSettings,
 ) -> None:
-    cache = RetentionCache(gateway, settings.retention_cache_seconds)
-    margin = timedelta(seconds=settings.retry_safety_margin_seconds)
-
-    async def assess(build_id: str) -> _Assessment:
-        window, retention = await cache.get()
-        context = await gateway.call(context_queries.build_context_of, build_id)
-        state = load_state(table.get(build_id.encode()))
-        facts: BuildFacts | None = None
-        project, pipeline, status = "", "", None
-        if state is not None:
-            project, pipeline, status = state.project, state.pipeline, state.status
-            facts = BuildFacts(build_id, state.status, state.first_seen_at, context is not None)
-        elif context is not None:
-            project, pipeline, status = context.project, context.pipeline, BuildStatus(context.status)
-            facts = BuildFacts(build_id, status, context.first_seen_at, True)
-        verdict = decide(build_id, facts, window, datetime.now(UTC), margin)
-        return _Assessment(verdict, window, retention, context, project, pipeline, status)
-
-    async def record(assessment: _Assessment, action: str, retry_id: str = "") -> None:
-        """Count the decision; a failed ClickHouse write is logged, never turned into a refusal."""
-        verdict = assessment.eligibility
-        metrics.RETRY_DECISIONS.labels(action, verdict.verdict.value).inc()
-        row = RetryDecisionRow(
-            decided_at=datetime.now(UTC),
-            project=assessment.project,
-            pipeline=assessment.pipeline,
-            build_id=verdict.build_id,
-            action=action,
-            eligible=verdict.eligible,
-            reason=verdict.verdict.value,
-            build_started_at=verdict.first_seen_at,
-            age_seconds=verdict.age.total_seconds() if verdict.age is not None else 0.0,
-            retention_seconds=verdict.retention.total_seconds() if verdict.retention is not None else None,
-            deadline=verdict.deadline,
-            retry_id=retry_id,
-        )
-        try:
-            await gateway.call(lambda client, database: BuildContextWriter(client, database).write_decisions([row]))
-        except Exception as exc:
-            log.error("retry decision for %s not written to ClickHouse: %s", verdict.build_id, exc)
+    assessor = RetryAssessor(
+        gateway, RetentionCache(gateway, settings.retention_cache_seconds),
+        timedelta(seconds=settings.retry_safety_margin_seconds),
+    )
 
     @app.page("/builds/{build_id}/retry-eligibility", name="retry_eligibility")
     class EligibilityView(View):
@@ -120,14 +70,14 @@ def register_retry_api(
         async def get(self, request: Request, build_id: str) -> Response:
             endpoint = "retry_eligibility"
             try:
-                assessment = await assess(build_id)
+                assessment = await assessor.assess(build_id, load_state(table.get(build_id.encode())))
             except Exception as exc:
                 return error(self, endpoint, 503, f"ClickHouse query failed: {exc}")
-            await record(assessment, "check")
+            await assessor.record(assessment, "check")
             verdict = assessment.eligibility
             if verdict.http_status == 404:
                 return error(self, endpoint, 404, verdict.message)
-            return answer(self, endpoint, 200, _eligibility_body(assessment, margin).model_dump(mode="json"))
+            return answer(self, endpoint, 200, _eligibility_body(assessment, assessor.margin).model_dump(mode="json"))
 
     @app.page("/builds/{build_id}/retry", name="retry_build")
     class RetryView(View):
@@ -146,12 +96,12 @@ def register_retry_api(
                 problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
                 return error(self, endpoint, 422, f"invalid retry request: {problems}")
             try:
-                assessment = await assess(build_id)
+                assessment = await assessor.assess(build_id, load_state(table.get(build_id.encode())))
             except Exception as exc:
                 return error(self, endpoint, 503, f"ClickHouse query failed: {exc}")
             verdict = assessment.eligibility
             if not verdict.eligible or assessment.context is None or assessment.status is None:
-                await record(assessment, "retry")
+                await assessor.record(assessment, "retry")
                 return error(self, endpoint, verdict.http_status, f"retry refused: {verdict.message}")
             retry_id = retry_id_for(build_id, request.headers.get("Idempotency-Key"))
             retry = _retry_request(retry_id, assessment.context, assessment.status, verdict, ask)
@@ -159,7 +109,7 @@ def register_retry_api(
                 await (await retries.send(key=build_id.encode(), value=encode(retry)))
             except Exception as exc:
                 return error(self, endpoint, 503, f"retry not published, Kafka failed: {exc}; nothing was retried")
-            await record(assessment, "retry", retry_id)
+            await assessor.record(assessment, "retry", retry_id)
             log.info("build %s: retry %s requested by %s (%s)", build_id, retry_id, ask.requested_by, ask.reason or "-")
             body = RetryAccepted(
                 retry_id=retry_id, build_id=build_id, topic=retries.get_topic_name(), deadline=verdict.deadline,
@@ -172,7 +122,7 @@ def register_retry_api(
     )
 
 
-def _eligibility_body(assessment: _Assessment, margin: timedelta) -> RetryEligibilityBody:
+def _eligibility_body(assessment: Assessment, margin: timedelta) -> RetryEligibilityBody:
     verdict = assessment.eligibility
     retention = assessment.retention
     return RetryEligibilityBody(
