@@ -12,6 +12,8 @@ export CIPULSE_AUDIT_STUCK_AFTER_SECONDS="${CIPULSE_AUDIT_STUCK_AFTER_SECONDS:-1
 export CIPULSE_AUDIT_SYNC_GRACE_SECONDS="${CIPULSE_AUDIT_SYNC_GRACE_SECONDS:-20}"
 # Failures, recoveries and stuck reviews, grouped per project, written to the worker log.
 export CIPULSE_NOTIFY_SUBSCRIPTIONS_FILE="${CIPULSE_NOTIFY_SUBSCRIPTIONS_FILE:-$repo/infra/demo-subscriptions.yaml}"
+# Local demo only: lets `cipulse retry request` and the repair API be tried; set your own elsewhere.
+export CIPULSE_ADMIN_TOKEN="${CIPULSE_ADMIN_TOKEN:-demo-admin-token}"
 api="http://127.0.0.1:${CIPULSE_WEB_PORT}"
 mkdir -p .data
 worker_pid=""

@@ -68,7 +68,10 @@ def simulate_build(rng: random.Random, start: datetime, build_id: str | None = N
     clock = start
     seq = 0
     events: list[BuildEvent] = []
-    build_context: dict[str, Any] = {"trigger_reason": trigger, "trigger_user": user, "branch": branch, "commit_sha": sha}
+    variables = {"TARGET_ENV": "production" if pipeline.endswith("-prod") else "staging", "GIT_BRANCH": branch}
+    build_context: dict[str, Any] = {
+        "trigger_reason": trigger, "trigger_user": user, "branch": branch, "commit_sha": sha, "environment": variables,
+    }
 
     def emit(status: BuildStatus, scope: BuildScope = BuildScope.BUILD, stage: str | None = None,
              task: str | None = None, **extra: Any) -> None:
