@@ -15,8 +15,15 @@ notify-signals) -> sender -> POST.
               The script exits 1 if not, or if the worker crashed, and keeps its temporary
               directory with the worker log; timings never fail it (the machine is shared).
 3. burst    - `--burst` builds fail at once (RUNNING + FAILED produced as fast as possible) in one
-              project. Subscription `burst-per-project`: group_by project+transition. Reports how
+              project. Subscription `burst-per-project`: group_by project+transition, at most
+              `--burst-max-per-message` per message, `--burst-max-pending` held. Reports how
               many POSTs carried them and when the first and the last arrived.
+
+A group's `notify-groups` value can exceed Kafka's default 1 MB record limit (a 2,000 burst
+holds ~1,800 pending at its peak). The worker then needs its producer's request limit raised to
+`streams.notify_groups_table.GROUP_RECORD_LIMIT_BYTES`; until `streams/app.py` sets
+`producer_max_request_size`, run with that value in `PRODUCER_MAX_REQUEST_SIZE` (Faust reads
+it, the worker inherits it). The figures record whether it was set.
 
 Progress goes to stderr, the figures to stdout and benchmarks/results/notification_latency.json.
 The broker and the worker are stopped in `finally`, also on Ctrl-C or SIGTERM.
@@ -52,6 +59,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, ConfigResource  # noqa: E402
 from harness import KafkaBroker, WorkerProcess, free_port_pair, http_json  # noqa: E402
 from pipeline_throughput import (  # noqa: E402
     Probe,
@@ -262,7 +270,8 @@ def subscriptions_document(receiver_url: str, args: argparse.Namespace) -> dict[
             "transitions": ["failed"],
             "channel": {"type": "webhook", "url": f"{receiver_url}/burst"},
             "grouping": {"group_by": ["project", "transition"], "group_wait": args.burst_group_wait,
-                         "group_interval": args.burst_group_interval},
+                         "group_interval": args.burst_group_interval,
+                         "max_per_message": args.burst_max_per_message, "max_pending": args.burst_max_pending},
             "delivery": delivery,
         },
     ]}
@@ -473,10 +482,15 @@ def stage_breakdown(bootstrap: str, worker: WorkerProcess, builds: list[LatencyB
 
 
 def changelog_size(bootstrap: str, topic: str) -> dict[str, Any]:
-    """Records and bytes of a table's changelog: a group's value is rewritten whole on every batch."""
+    """Records and bytes of a table's changelog (a group's value is rewritten whole on every
+    batch), and the topic's record limit."""
     sizes = [len(m.value() or b"") for m in topic_records(bootstrap, topic)]
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep it referenced until the answer arrives
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    config = admin.describe_configs([resource])[resource].result(timeout=30)
     return {"topic": topic, "records": len(sizes), "total_mib": round(sum(sizes) / 2**20, 2),
-            "largest_value_bytes": max(sizes, default=0)}
+            "largest_value_bytes": max(sizes, default=0),
+            "max_message_bytes": int(config["max.message.bytes"].value)}
 
 
 # ---------------------------------------------------------------- 3. burst
@@ -590,6 +604,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--burst", type=int, default=2000, help="builds failing at once in the burst phase (0: skip; default 2000)")
     parser.add_argument("--burst-group-wait", default="0s", help="group_wait of the burst subscription (default 0s)")
     parser.add_argument("--burst-group-interval", default="1s", help="group_interval of the burst subscription (default 1s)")
+    parser.add_argument("--burst-max-per-message", type=int, default=100,
+                        help="max_per_message of the burst subscription (default 100, the policy default)")
+    parser.add_argument("--burst-max-pending", type=int, default=5000,
+                        help="max_pending of the burst subscription (default 5000, the policy default); below "
+                        "--burst the rest is dead-lettered and counts as missing")
     parser.add_argument("--partitions", type=int, default=3, help="partitions of the cipulse topics (default 3)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="longest wait for a phase's notifications after its last event (default 120 s)")
@@ -664,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
                 "builds": args.builds, "rate_builds_per_s": args.rate, "build_seconds": args.build_seconds,
                 "burst": args.burst, "partitions": args.partitions, "settle_s": args.settle,
                 "worker_log_level": args.log_level,
+                "worker_producer_max_request_size": os.environ.get("PRODUCER_MAX_REQUEST_SIZE"),
                 "subscriptions": subscriptions_document("http://receiver", args)["subscriptions"],
             },
             "latency": latency,
@@ -758,7 +778,9 @@ def render(f: dict[str, Any]) -> str:
             "",
             f"  burst: {burst['builds']} builds fail at once (group_by project+transition, group_wait "
             f"{s['subscriptions'][1]['grouping']['group_wait']}, group_interval "
-            f"{s['subscriptions'][1]['grouping']['group_interval']})",
+            f"{s['subscriptions'][1]['grouping']['group_interval']}, max_per_message "
+            f"{s['subscriptions'][1]['grouping']['max_per_message']}, max_pending "
+            f"{s['subscriptions'][1]['grouping']['max_pending']})",
             f"  {'POSTs carrying them':50} {burst['posts']}  (notifications per POST: "
             f"{', '.join(str(n) for n in burst['notifications_per_post'][:12])}"
             f"{', ...' if len(burst['notifications_per_post']) > 12 else ''})",
@@ -778,7 +800,9 @@ def render(f: dict[str, Any]) -> str:
     ]
     changelog = w["notify_groups_changelog"]
     lines.append(f"  notify-groups changelog: {changelog['records']:,} records, {changelog['total_mib']} MiB, "
-                 f"largest value {changelog['largest_value_bytes']:,} bytes")
+                 f"largest value {changelog['largest_value_bytes']:,} bytes, max.message.bytes "
+                 f"{changelog['max_message_bytes']:,}; worker producer limit "
+                 f"{s['worker_producer_max_request_size'] or 'Faust default (1,000,000)'}")
     if w["trouble"]:
         lines.append(f"  WORKER CRASHED: {w['trouble']}")
     return "\n".join(lines)

@@ -21,6 +21,8 @@ from streams.audit_api import register_audit_api
 from streams.notifier import NotifierTopics, register_notifier_agent
 from streams.notifier_runtime import NotifierRuntime
 from streams.notify_api import register_notify_api
+from streams.notify_groups_table import GROUP_RECORD_LIMIT_BYTES
+from streams.notify_groups_table import changelog_configs as groups_changelog_configs
 from streams.notify_log_table import changelog_configs
 from streams.notify_requester import RequesterTopics, register_requester_agent
 from streams.notify_subscriptions import Subscription, load_subscriptions
@@ -76,6 +78,8 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # a notification group's table value may reach 8 MiB (streams.notify_groups_table)
+        producer_max_request_size=GROUP_RECORD_LIMIT_BYTES,
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
@@ -229,7 +233,8 @@ def register_notifications(
         batch_wait_seconds=settings.state_batch_wait_seconds,
     )
     groups: TableT[bytes, Any] = app.Table(
-        NOTIFY_GROUPS_TABLE, default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes
+        NOTIFY_GROUPS_TABLE, default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes,
+        extra_topic_configs=groups_changelog_configs(),
     )
     sent_log: TableT[bytes, Any] = app.Table(
         NOTIFY_LOG_TABLE, default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes,

@@ -2,13 +2,17 @@
 
 The agent is the only writer of the `notify-groups` and `notify-log` tables. It consumes two
 topics, both keyed by group key: notification requests from the requester, and signals.
-- A request joins its group unless the log or the group already has it (`notify_flow`).
+- A request joins its group unless the log or the group already has it (`notify_flow`). A
+  group already holding `max_pending` notifications refuses it: the request goes to the
+  dead-letter topic (DELIVERY_FAILED, the original bytes, ready to replay).
 - FLUSH_DUE comes from the timer. Faust timers cannot write tables, so the timer only says
   when; the agent decides, applies the rate limit, and moves the flush from `pending` to
   `in_flight` in one table write. After the batch commits, it hands the flush to the sender.
 - DELIVERED / GAVE_UP are the sender's receipts. A delivered flush is written to the log, so
   a redelivered request can never be sent again. A given-up flush goes to the dead-letter
-  topic with its last error. Every attempt goes to ClickHouse.
+  topic with its last error. Every attempt goes to ClickHouse. A group sends one message at a
+  time: the receipt's table write schedules the group's next look (at once when a full
+  message waits), so a backlog drains without waiting for another request.
 
 Exactly-once effect: a crash before a flush's receipt is committed leaves it in flight, and
 it is re-sent with the same `Idempotency-Key`. A crash after that leaves it in the log, and it
@@ -216,6 +220,16 @@ async def _on_request(
     entry = groups.get(key)
     updated, outcome = accept_request(entry, request, subscription.grouping, sent, now)
     metrics.NOTIFICATION_REQUESTS.labels(subscription.id, outcome.value).inc()
+    if outcome is RequestOutcome.GROUP_FULL:
+        pending = len(entry.group.pending) if entry is not None else 0
+        batch.deliveries.append(await dead_letters.publish(
+            event, DeadLetterKind.DELIVERY_FAILED,
+            f"notification {request.notification_id} ({request.subject_kind} {request.subject_id} "
+            f"{request.transition.value}) not sent: group {key.decode()} holds {pending} pending notifications "
+            f"(max_pending {subscription.grouping.max_pending}); receiver behind or down. "
+            "Replay this record to the notify-requests topic once the group has drained",
+        ))
+        return
     if outcome is RequestOutcome.ALREADY_SENT:
         batch.rows.append(suppressed_row(request, now))
         log.info("notification %s for %s already delivered; not sent again",

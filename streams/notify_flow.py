@@ -6,6 +6,13 @@ the table is what makes a killed worker lose nothing: the flush left `pending` i
 write that put it in `in_flight`, so after a restart the flush is still there to be sent again,
 under the same `flush_id` (the receiver's `Idempotency-Key`).
 
+A group has at most one flush in flight, as Alertmanager sends a group's messages one after
+the other: while one is unsettled, nothing new is flushed, and the receipt that settles it
+makes the group due again at once if it still holds a full message (`next_look`). With
+`max_per_message` and `max_pending` from the policy, this bounds the table value: at most
+`max_pending` pending notifications, one message in flight and, under a `repeat_interval`,
+the last message's content (`streams.notify_groups_table` sizes the changelog for it).
+
 The notification log (`streams.notify_dedup.NotificationLog`) is consulted on the way in
 (a request already acknowledged is never grouped again) and at flush time (a pending request
 acknowledged meanwhile is dropped); it is written only by `settle`, for a DELIVERED receipt.
@@ -21,7 +28,15 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas import NotificationRequest
 from streams.notify_dedup import NotificationLog, unsent
-from streams.notify_grouping import GroupFlush, GroupState, add_notification, flush_due, is_expired, next_flush_at
+from streams.notify_grouping import (
+    AddOutcome,
+    GroupFlush,
+    GroupState,
+    add_notification,
+    flush_due,
+    is_expired,
+    next_flush_at,
+)
 from streams.notify_subscriptions import GroupingPolicy
 
 
@@ -41,11 +56,15 @@ class RequestOutcome(StrEnum):
     """Already pending, in flight, or in the group's last flush (a redelivered request)."""
     ALREADY_SENT = "already_sent"
     """The notification log holds an acknowledged send of it."""
+    GROUP_FULL = "group_full"
+    """The group already holds `max_pending` notifications: refused; the agent dead-letters it."""
 
 
 class FlushOutcome(StrEnum):
     FLUSHED = "flushed"
     NOT_DUE = "not_due"
+    IN_FLIGHT = "in_flight"
+    """Due, but the group's previous message is not settled yet; its receipt brings the next look."""
     RATE_LIMITED = "rate_limited"
     EXPIRED = "expired"
     """Nothing pending, nothing to repeat, nothing in flight: the group may be deleted."""
@@ -66,9 +85,11 @@ def accept_request(
     ):
         return entry, RequestOutcome.PENDING_DUPLICATE
     group, added = add_notification(entry.group if entry is not None else None, request, policy, now)
-    in_flight = entry.in_flight if entry is not None else ()
-    if not added:
+    if added is AddOutcome.DUPLICATE:
         return entry, RequestOutcome.PENDING_DUPLICATE
+    if added is AddOutcome.GROUP_FULL:
+        return entry, RequestOutcome.GROUP_FULL
+    in_flight = entry.in_flight if entry is not None else ()
     return NotifierGroup(group=group, in_flight=in_flight), RequestOutcome.GROUPED
 
 
@@ -81,8 +102,9 @@ def flush_if_due(
 ) -> tuple[NotifierGroup | None, GroupFlush | None, FlushOutcome]:
     """The entry after a FLUSH_DUE tick at `now` (None: delete it), the flush to send, and why.
 
-    `allow` is the subscription's rate limiter; it is asked only when a flush is due, and a
-    refusal leaves everything pending (nothing is dropped: it goes out with a later flush).
+    `allow` is the subscription's rate limiter; it is asked only when a flush is due and none
+    is in flight, and a refusal leaves everything pending (nothing is dropped: it goes out with
+    a later flush).
     """
     group = _without_sent(entry.group, log)
     entry = entry.model_copy(update={"group": group})
@@ -91,6 +113,8 @@ def flush_if_due(
         if not entry.in_flight and is_expired(group, policy, now):
             return None, None, FlushOutcome.EXPIRED
         return entry, None, FlushOutcome.NOT_DUE
+    if entry.in_flight:
+        return entry, None, FlushOutcome.IN_FLIGHT
     if not allow():
         return entry, None, FlushOutcome.RATE_LIMITED
     group, flush = flush_due(group, policy, now)
@@ -124,15 +148,14 @@ def settle(
 
 def next_look(entry: NotifierGroup | None, policy: GroupingPolicy) -> datetime | None:
     """When the timer should send this group its next FLUSH_DUE: the next flush, or, for an
-    idle group, the moment it expires (so the table forgets it). None while only a receipt
-    can change it."""
-    if entry is None:
+    idle group, the moment it expires (so the table forgets it). None while a flush is in
+    flight: only its receipt can change the group, and the entry it leaves gets a new look
+    (at once when a full message is waiting)."""
+    if entry is None or entry.in_flight:
         return None
     due = next_flush_at(entry.group, policy)
     if due is not None:
         return due
-    if entry.in_flight:
-        return None
     last = entry.group.last_flush_at
     return entry.group.created_at if last is None else last + policy.group_interval
 

@@ -7,18 +7,27 @@ For each group:
 - after that, notifications that arrive are flushed at most every `group_interval`, and never
   less than `group_wait` after the first of them arrived (Alertmanager flushes them at the
   group's next fixed tick instead; both keep flushes `group_interval` apart);
+- a flush carries at most `max_per_message` notifications, oldest first; the rest stay pending.
+  A group holding `max_per_message` or more is due at once: a full message does not wait for
+  `group_wait` or `group_interval` (the subscription's rate limit still paces it, and the agent
+  sends a group's messages one after the other, see `streams.notify_flow`). Everything above
+  applies to partial messages, the only kind a group of normal size ever sends. Notifications
+  left pending by a full message count as arrived at that flush;
+- a group holds at most `max_pending` notifications: `add_notification` refuses more
+  (`AddOutcome.GROUP_FULL`) and the agent dead-letters them, so nothing is dropped silently
+  and a group's table value stays bounded while its receiver is behind or down;
 - every notification added appears in exactly one flush. A group that got nothing new is
   re-sent (`is_repeat`) only after `repeat_interval`, never when it is None; a
   `repeat_interval` shorter than `group_interval` acts as `group_interval` (as in Alertmanager,
-  where repeats happen on the group's ticks).
+  where repeats happen on the group's ticks). A repeat re-sends the group's last message.
 - a group with nothing pending and no repeat to make is forgotten once `group_interval` has
   passed since its last flush (`is_expired`), so a later notification starts a new group that
   again waits `group_wait`, and flushes stay `group_interval` apart.
 
 Adding a notification whose `notification_id` (its dedup key) is already pending or in the
-group's last flush is a no-op, so a change set redelivered while its notification waits or is
-being sent does not produce a second message. Older duplicates are caught by the notification
-log (`streams.notify_dedup.unsent`) at send time.
+group's last flush is a no-op (`AddOutcome.DUPLICATE`), so a change set redelivered while its
+notification waits or is being sent does not produce a second message. Older duplicates are
+caught by the notification log (`streams.notify_dedup.unsent`) at send time.
 
 All state is pydantic and round-trips through JSON, so `GroupState` (keyed by `group_key`) and
 `RateLimiter` (keyed by subscription id) can be Faust table values. Group-level functions are
@@ -33,8 +42,10 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas import NotificationRequest
 from streams.notify_subscriptions import GroupingPolicy, GroupLabel, Subscription
@@ -52,13 +63,40 @@ class GroupState(BaseModel):
     labels: dict[str, str]
     created_at: datetime
     pending: tuple[NotificationRequest, ...] = ()
+    """At most the policy's `max_pending`, oldest first."""
     pending_since: datetime | None = None
-    """When the oldest pending notification was added."""
+    """When the oldest pending notification was added (or the full flush that left it pending)."""
     last_flush_at: datetime | None = None
-    last_flushed: tuple[NotificationRequest, ...] = ()
-    """What the last flush carried: the content of a repeat, and the redelivery guard."""
+    last_flushed_ids: tuple[str, ...] = ()
+    """Notification ids of the last flush: the redelivery guard while it is being sent."""
+    repeat_content: tuple[NotificationRequest, ...] = ()
+    """What the last flush carried, kept only under a `repeat_interval`: the content of a repeat."""
     flush_seq: int = 0
     """Number of flushes so far (repeats included); part of each flush id."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_full_last_flushed(cls, data: Any) -> Any:
+        """Values written before the ids/content split hold `last_flushed` (whole notifications):
+        they load as its ids plus, as repeat content, the notifications themselves (the next
+        flush keeps the content only if the policy repeats)."""
+        if not isinstance(data, dict) or "last_flushed" not in data:
+            return data
+        data = dict(data)
+        old = tuple(data.pop("last_flushed") or ())
+        data.setdefault("last_flushed_ids", tuple(_notification_id(n) for n in old))
+        data.setdefault("repeat_content", old)
+        return data
+
+
+class AddOutcome(StrEnum):
+    """What `add_notification` did with a notification."""
+
+    ADDED = "added"
+    DUPLICATE = "duplicate"
+    """Already pending or in the group's last flush: nothing changed."""
+    GROUP_FULL = "group_full"
+    """The group already holds `max_pending` notifications: refused, nothing changed."""
 
 
 class GroupFlush(BaseModel):
@@ -75,6 +113,15 @@ class GroupFlush(BaseModel):
     is_repeat: bool
     seq: int
     flushed_at: datetime
+
+
+def _notification_id(notification: object) -> object:
+    """The id of a notification given as a model or as its JSON object (None: let validation say so)."""
+    if isinstance(notification, NotificationRequest):
+        return notification.notification_id
+    if isinstance(notification, Mapping):
+        return notification.get("notification_id")
+    return None
 
 
 def group_labels(notification: NotificationRequest, group_by: Iterable[GroupLabel]) -> dict[str, str]:
@@ -101,10 +148,12 @@ def flush_id(group: str, seq: int, notifications: Iterable[NotificationRequest])
 
 def add_notification(
     group: GroupState | None, notification: NotificationRequest, policy: GroupingPolicy, now: datetime
-) -> tuple[GroupState, bool]:
-    """The group after adding `notification`, and whether it was new to the group.
+) -> tuple[GroupState, AddOutcome]:
+    """The group after adding `notification`, and what became of it.
 
-    `group` is None when the table holds no group for this key yet (or it expired).
+    `group` is None when the table holds no group for this key yet (or it expired). A
+    duplicate is recognised before the `max_pending` check, so redelivering a notification
+    the group already holds is never refused.
     """
     labels = group_labels(notification, policy.group_by)
     key = group_key(notification.subscription_id, labels)
@@ -112,9 +161,12 @@ def add_notification(
         group = GroupState(subscription_id=notification.subscription_id, group_key=key, labels=labels, created_at=now)
     elif group.group_key != key:
         raise ValueError(f"notification {notification.notification_id} belongs to group {key}, not {group.group_key}")
-    known = {n.notification_id for n in group.pending} | {n.notification_id for n in group.last_flushed}
-    if notification.notification_id in known:
-        return group, False
+    if notification.notification_id in group.last_flushed_ids or any(
+        n.notification_id == notification.notification_id for n in group.pending
+    ):
+        return group, AddOutcome.DUPLICATE
+    if len(group.pending) >= policy.max_pending:
+        return group, AddOutcome.GROUP_FULL
     return (
         group.model_copy(
             update={
@@ -122,7 +174,7 @@ def add_notification(
                 "pending_since": group.pending_since or now,
             }
         ),
-        True,
+        AddOutcome.ADDED,
     )
 
 
@@ -130,10 +182,12 @@ def next_flush_at(group: GroupState, policy: GroupingPolicy) -> datetime | None:
     """When `flush_due` next returns a flush for this group; None while it never will."""
     if group.pending:
         since = group.pending_since or group.created_at
+        if len(group.pending) >= policy.max_per_message:
+            return since  # a full message: due since before now
         if group.last_flush_at is None:
             return group.created_at + policy.group_wait
         return max(group.last_flush_at + policy.group_interval, since + policy.group_wait)
-    if policy.repeat_interval is not None and group.last_flushed and group.last_flush_at is not None:
+    if policy.repeat_interval is not None and group.repeat_content and group.last_flush_at is not None:
         return group.last_flush_at + max(policy.repeat_interval, policy.group_interval)
     return None
 
@@ -142,12 +196,14 @@ def flush_due(group: GroupState, policy: GroupingPolicy, now: datetime) -> tuple
     """The group after a flush due at `now`, and the flush (None when nothing is due).
 
     Store the returned state before (or atomically with) publishing the flush: re-running
-    `flush_due` on the old state produces the same flush with the same `flush_id`.
+    `flush_due` on the old state produces the same flush with the same `flush_id`. The flush
+    takes the oldest `max_per_message` pending notifications; the rest stay pending.
     """
     due = next_flush_at(group, policy)
     if due is None or now < due:
         return group, None
-    members = group.pending if group.pending else group.last_flushed
+    members = group.pending[: policy.max_per_message] if group.pending else group.repeat_content
+    rest = group.pending[len(members):] if group.pending else ()
     seq = group.flush_seq + 1
     flush = GroupFlush(
         flush_id=flush_id(group.group_key, seq, members),
@@ -161,10 +217,11 @@ def flush_due(group: GroupState, policy: GroupingPolicy, now: datetime) -> tuple
     )
     updated = group.model_copy(
         update={
-            "pending": (),
-            "pending_since": None,
+            "pending": rest,
+            "pending_since": now if rest else None,
             "last_flush_at": now,
-            "last_flushed": members,
+            "last_flushed_ids": tuple(n.notification_id for n in members),
+            "repeat_content": members if policy.repeat_interval is not None else (),
             "flush_seq": seq,
         }
     )
@@ -191,7 +248,9 @@ class GroupScheduler:
     """Groups of many subscriptions in one object: the in-memory form of the grouping table.
 
     `add` takes notifications as the agent produces them; a timer calls `due(now)` and sends
-    what it returns. `state` / `from_state` move the whole memory through JSON.
+    what it returns. `state` / `from_state` move the whole memory through JSON. It knows
+    nothing about sending: a group holding several full messages gives them all at once (the
+    agent, `streams.notify_flow`, keeps one message per group in flight instead).
     """
 
     def __init__(self, policies: Mapping[str, GroupingPolicy], state: SchedulerState | None = None) -> None:
@@ -212,13 +271,13 @@ class GroupScheduler:
         except KeyError:
             raise KeyError(f"no grouping policy for subscription {subscription_id!r}") from None
 
-    def add(self, notification: NotificationRequest, now: datetime) -> bool:
-        """Add to its group; False when the group already holds this notification id."""
+    def add(self, notification: NotificationRequest, now: datetime) -> AddOutcome:
+        """Add to its group: ADDED, DUPLICATE (the group holds this id) or GROUP_FULL (refused)."""
         policy = self.policy(notification.subscription_id)
         key = group_key(notification.subscription_id, group_labels(notification, policy.group_by))
-        group, added = add_notification(self._groups.get(key), notification, policy, now)
+        group, outcome = add_notification(self._groups.get(key), notification, policy, now)
         self._groups[key] = group
-        return added
+        return outcome
 
     def due(self, now: datetime) -> list[GroupFlush]:
         """Every flush due at `now`, oldest due first; forgets expired groups."""
@@ -226,8 +285,10 @@ class GroupScheduler:
         for key in sorted(self._groups, key=self._sort_key):
             group = self._groups[key]
             policy = self.policy(group.subscription_id)
-            group, flush = flush_due(group, policy, now)
-            if flush is not None:
+            while True:  # one flush per full message, then the partial rest if it is due
+                group, flush = flush_due(group, policy, now)
+                if flush is None:
+                    break
                 flushes.append(flush)
             if is_expired(group, policy, now):
                 del self._groups[key]

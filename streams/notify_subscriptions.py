@@ -26,6 +26,7 @@ from pydantic import (
     Field,
     HttpUrl,
     SecretStr,
+    StrictInt,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -160,17 +161,29 @@ class LogChannel(_ConfigModel):
 Channel = Annotated[WebhookChannel | SlackChannel | LogChannel, Field(discriminator="type")]
 
 
+MAX_PER_MESSAGE_LIMIT = 1_000
+"""Largest `max_per_message` accepted: a message of 1,000 notifications is about 700 KB of JSON."""
+MAX_PENDING_LIMIT = 8_000
+"""Largest `max_pending` accepted: with `MAX_PER_MESSAGE_LIMIT` it keeps a group's table value
+under the changelog's record limit (`streams.notify_groups_table`)."""
+
+
 class GroupingPolicy(_ConfigModel):
     """Alertmanager's grouping: see `streams.notify_grouping` for the exact semantics.
 
     `repeat_interval` defaults to None (never re-notify), unlike Alertmanager's 4h: a CI
     transition is an event that happened once, not an alert that is still firing.
+    `max_per_message` caps one message (a fuller group sends several, one after the other);
+    `max_pending` caps what a group holds while its receiver is behind or down: a notification
+    beyond it is refused and dead-lettered, so a group's table value stays bounded.
     """
 
     group_by: tuple[GroupLabel, ...] = ("project", "pipeline", "transition")
     group_wait: Duration = timedelta(seconds=30)
     group_interval: Duration = timedelta(minutes=5)
     repeat_interval: Duration | None = None
+    max_per_message: StrictInt = 100
+    max_pending: StrictInt = 5_000
 
     @field_validator("group_by")
     @classmethod
@@ -192,6 +205,32 @@ class GroupingPolicy(_ConfigModel):
         if value is not None and value <= timedelta(0):
             raise ValueError(f"must be a positive duration, got {value}")
         return value
+
+    @field_validator("max_per_message")
+    @classmethod
+    def _message_size(cls, value: int) -> int:
+        if not 1 <= value <= MAX_PER_MESSAGE_LIMIT:
+            raise ValueError(f"must be between 1 and {MAX_PER_MESSAGE_LIMIT} notifications, got {value}")
+        return value
+
+    @field_validator("max_pending")
+    @classmethod
+    def _pending_size(cls, value: int) -> int:
+        if not 1 <= value <= MAX_PENDING_LIMIT:
+            raise ValueError(
+                f"must be between 1 and {MAX_PENDING_LIMIT} notifications, got {value} "
+                "(a group's pending notifications must fit one Kafka record)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _pending_holds_a_message(self) -> GroupingPolicy:
+        if self.max_pending < self.max_per_message:
+            raise ValueError(
+                f"max_pending ({self.max_pending}) is below max_per_message ({self.max_per_message}); "
+                "a group must be able to hold one full message"
+            )
+        return self
 
 
 class RateLimitPolicy(_ConfigModel):

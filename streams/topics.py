@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streams.exceptions import KafkaSetupError
+from streams.notify_groups_table import changelog_configs as groups_changelog_configs
 from streams.notify_log_table import changelog_configs
 from streams.settings import CipulseSettings
 
@@ -148,6 +149,8 @@ def ensure_topics(settings: CipulseSettings, timeout: float = 30.0) -> list[str]
         config = {"cleanup.policy": "compact"}
         if table == NOTIFY_LOG_TABLE:
             config = changelog_configs(settings.notify_log_retention_days)
+        elif table == NOTIFY_GROUPS_TABLE:
+            config = groups_changelog_configs()
         wanted[changelog] = NewTopic(changelog, settings.topic_partitions, 1, config=config)
     missing = [topic for name, topic in wanted.items() if name not in existing]
     if not missing:

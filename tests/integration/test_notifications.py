@@ -243,3 +243,58 @@ def test_recovery_and_a_stuck_review_are_notified_and_the_log_changelog_expires(
         config = admin.describe_configs([resource])[resource].result(timeout=30)
         assert config["cleanup.policy"].value == "compact,delete"
         assert config["retention.ms"].value == str(7 * 86_400_000)
+
+
+def test_a_full_group_sends_capped_messages_one_at_a_time_and_dead_letters_the_overflow(
+    worker_factory: Any, tmp_path: Path
+) -> None:
+    """The receiver holds the first message for 3 s; meanwhile the group fills up to max_pending
+    and refuses the rest with a dead letter each. Every build ends in exactly one place."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from schemas import NotificationRequest
+    from streams.notify_groups_table import GROUP_RECORD_LIMIT_BYTES
+
+    def answer(n: int) -> int:
+        if n == 1:
+            time.sleep(3)  # the first message stays in flight; nothing else of the group is sent meanwhile
+        return 204
+
+    builds = {f"flood-{i}" for i in range(12)}
+    with webhook_receiver(answer) as receiver:
+        subscriptions = subscriptions_file(
+            tmp_path, receiver.url, grouping={"group_by": ["project", "transition"], "group_wait": "0s",
+                                              "group_interval": "1s", "max_per_message": 3, "max_pending": 5},
+        )
+        worker = start_notifier(worker_factory, subscriptions)
+        events: list[BuildEvent] = []
+        for build_id in sorted(builds):
+            events += [build_event(build_id, 1, BuildStatus.RUNNING), build_event(build_id, 2, BuildStatus.FAILED)]
+        send(worker, *events)
+
+        def refused() -> list[DeadLetter]:
+            return [d for r in records_within(worker.bootstrap, worker.topic("dead-letter"), 1.0)
+                    if (d := decode(r.value(), DeadLetter)).kind is DeadLetterKind.DELIVERY_FAILED]
+
+        def settled() -> bool:
+            delivered = {n["subject_id"] for n in notifications_in(receiver)}
+            return len(delivered) + len(refused()) >= len(builds)
+
+        wait_until(settled, 90, "every build delivered or dead-lettered")
+        time.sleep(3)  # a late duplicate would still arrive
+        letters = refused()
+        delivered = [n["subject_id"] for n in notifications_in(receiver)]
+        refused_ids = [decode(d.payload, NotificationRequest).subject_id for d in letters]
+        assert len(delivered) == len(set(delivered)) and len(refused_ids) == len(set(refused_ids))
+        assert set(delivered) | set(refused_ids) == builds and not set(delivered) & set(refused_ids)
+        assert len(letters) >= len(builds) - 3 - 5  # at most one message in flight + max_pending accepted
+        assert all(len(r.json["notifications"]) <= 3 for r in receiver.requests)
+        for letter in letters:
+            assert letter.processor == "notifier"
+            assert "holds 5 pending notifications (max_pending 5); receiver behind or down" in letter.reason
+        assert metric(worker, "cipulse_notification_requests_total", outcome="group_full") == len(letters)
+
+        admin = AdminClient({"bootstrap.servers": worker.bootstrap})
+        resource = ConfigResource(ConfigResource.Type.TOPIC, f"{worker.name}-notify-groups-changelog")
+        config = admin.describe_configs([resource])[resource].result(timeout=30)
+        assert config["max.message.bytes"].value == str(GROUP_RECORD_LIMIT_BYTES)

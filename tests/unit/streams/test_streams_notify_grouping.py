@@ -1,10 +1,13 @@
 """Grouping follows Alertmanager: nothing before group_wait, flushes of a group group_interval
 apart, every notification sent exactly once even when redelivered (grouping plus the notification
 log), in exactly one flush when not redelivered, repeats only after
-repeat_interval; the state survives a JSON round trip at any moment; the token bucket keeps its rate."""
+repeat_interval; the state survives a JSON round trip at any moment; the token bucket keeps its rate.
+A message carries at most max_per_message notifications, a full one goes at once, and a group
+refuses what would take it beyond max_pending."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from schemas import NotificationChannel, NotificationRequest, NotificationTransition
 from streams.notify_dedup import InMemoryNotificationLog, unsent
 from streams.notify_grouping import (
+    AddOutcome,
     GroupFlush,
     GroupScheduler,
     GroupState,
@@ -42,10 +46,12 @@ def note(i: int, *, project: str = "payments", pipeline: str | None = "deploy", 
 
 
 def policy(wait: float = 30, interval: float = 300, repeat: float | None = None,
-           group_by: tuple[str, ...] = ("project", "pipeline", "transition")) -> GroupingPolicy:
+           group_by: tuple[str, ...] = ("project", "pipeline", "transition"),
+           per_message: int = 100, max_pending: int = 5000) -> GroupingPolicy:
     return GroupingPolicy.model_validate({
         "group_by": group_by, "group_wait": timedelta(seconds=wait), "group_interval": timedelta(seconds=interval),
         "repeat_interval": None if repeat is None else timedelta(seconds=repeat),
+        "max_per_message": per_message, "max_pending": max_pending,
     })
 
 
@@ -56,7 +62,7 @@ def at(seconds: float) -> datetime:
 def test_twenty_failures_within_group_wait_become_one_message() -> None:
     scheduler = GroupScheduler({"oncall": policy(wait=30)})
     for i in range(20):
-        assert scheduler.add(note(i), at(i))
+        assert scheduler.add(note(i), at(i)) is AddOutcome.ADDED
     assert scheduler.due(at(29.9)) == []
     assert scheduler.next_due() == at(30)
     [flush] = scheduler.due(at(30))
@@ -97,11 +103,11 @@ def test_groups_split_by_the_group_by_labels_only() -> None:
 
 def test_a_redelivered_notification_is_not_added_while_pending_or_just_flushed() -> None:
     scheduler = GroupScheduler({"oncall": policy(wait=10, interval=60)})
-    assert scheduler.add(note(1), at(0))
-    assert not scheduler.add(note(1), at(5))
+    assert scheduler.add(note(1), at(0)) is AddOutcome.ADDED
+    assert scheduler.add(note(1), at(5)) is AddOutcome.DUPLICATE
     [flush] = scheduler.due(at(10))
     assert len(flush.notifications) == 1
-    assert not scheduler.add(note(1), at(20))  # redelivered while its flush is being sent
+    assert scheduler.add(note(1), at(20)) is AddOutcome.DUPLICATE  # redelivered while its flush is being sent
     assert scheduler.due(at(1000)) == []
 
 
@@ -137,7 +143,7 @@ def test_flushing_the_same_state_twice_gives_the_same_flush_id() -> None:
 def test_group_level_functions_agree_with_next_flush_at() -> None:
     pol = policy(wait=30, interval=300)
     group, added = add_notification(None, note(1), pol, at(0))
-    assert added and next_flush_at(group, pol) == at(30) and not is_expired(group, pol, at(0))
+    assert added is AddOutcome.ADDED and next_flush_at(group, pol) == at(30) and not is_expired(group, pol, at(0))
     assert flush_due(group, pol, at(29))[1] is None
 
 
@@ -150,6 +156,92 @@ def test_the_scheduler_is_built_from_subscriptions() -> None:
     assert group_key("s", {}) == "s{}"
 
 
+def ids(notifications: tuple[NotificationRequest, ...]) -> list[str]:
+    return [n.notification_id for n in notifications]
+
+
+def test_a_message_carries_at_most_max_per_message_oldest_first_and_the_rest_waits_group_interval() -> None:
+    pol = policy(wait=30, interval=300, per_message=3, max_pending=10)
+    group: GroupState | None = None
+    for i in range(5):
+        group, _ = add_notification(group, note(i), pol, at(i))
+    assert group is not None
+    assert next_flush_at(group, pol) == at(0)  # full: due at once, group_wait or not
+    group, flush = flush_due(group, pol, at(4))
+    assert flush is not None and ids(flush.notifications) == ["n0", "n1", "n2"] and not flush.is_repeat
+    assert ids(group.pending) == ["n3", "n4"] and group.pending_since == at(4)
+    assert group.last_flushed_ids == ("n0", "n1", "n2") and group.repeat_content == ()
+    # the partial rest keeps the usual timing: group_interval after the last flush
+    assert next_flush_at(group, pol) == at(304)
+    assert flush_due(group, pol, at(303))[1] is None
+    group, rest = flush_due(group, pol, at(304))
+    assert rest is not None and ids(rest.notifications) == ["n3", "n4"] and group.pending == ()
+
+
+def test_a_full_group_does_not_wait_for_group_wait_or_group_interval() -> None:
+    scheduler = GroupScheduler({"oncall": policy(wait=30, interval=300, per_message=2)})
+    scheduler.add(note(0), at(0))
+    assert scheduler.next_due() == at(30)
+    scheduler.add(note(1), at(5))  # the group is full now: due since its first notification
+    assert scheduler.next_due() == at(0)
+    [first] = scheduler.due(at(5))
+    assert ids(first.notifications) == ["n0", "n1"]
+    for i in range(2, 7):
+        scheduler.add(note(i), at(6))
+    # two full messages at once (the agent sends them one after the other), the partial rest later
+    flushes = scheduler.due(at(6))
+    assert [ids(f.notifications) for f in flushes] == [["n2", "n3"], ["n4", "n5"]]
+    assert scheduler.next_due() == at(306)
+    [rest] = scheduler.due(at(306))
+    assert ids(rest.notifications) == ["n6"]
+
+
+def test_a_group_refuses_beyond_max_pending_but_never_refuses_a_duplicate() -> None:
+    pol = policy(wait=30, per_message=2, max_pending=3)
+    group: GroupState | None = None
+    outcomes = []
+    for i in range(4):
+        group, outcome = add_notification(group, note(i), pol, at(0))
+        outcomes.append(outcome)
+    assert group is not None
+    assert outcomes == [AddOutcome.ADDED] * 3 + [AddOutcome.GROUP_FULL]
+    assert ids(group.pending) == ["n0", "n1", "n2"]
+    assert add_notification(group, note(1), pol, at(1)) == (group, AddOutcome.DUPLICATE)
+    group, flush = flush_due(group, pol, at(1))
+    assert flush is not None and ids(flush.notifications) == ["n0", "n1"]
+    group, outcome = add_notification(group, note(3), pol, at(2))  # room again
+    assert outcome is AddOutcome.ADDED and ids(group.pending) == ["n2", "n3"]
+
+
+def test_the_last_message_is_kept_as_ids_and_as_content_only_when_the_group_repeats() -> None:
+    for repeat, content in ((None, []), (3600, ["n0", "n1"])):
+        pol = policy(wait=0, interval=60, repeat=repeat)
+        group, _ = add_notification(None, note(0), pol, at(0))
+        group, _ = add_notification(group, note(1), pol, at(0))
+        group, flush = flush_due(group, pol, at(0))
+        assert flush is not None and group.last_flushed_ids == ("n0", "n1")
+        assert ids(group.repeat_content) == content
+        assert "last_flushed" not in group.model_dump()
+
+
+def test_a_group_value_written_before_the_ids_content_split_still_loads() -> None:
+    """Values stored by the earlier code hold `last_flushed` as whole notifications."""
+    old = {
+        "subscription_id": "oncall", "group_key": 'oncall{pipeline="deploy",project="payments",transition="FAILED"}',
+        "labels": {"project": "payments", "pipeline": "deploy", "transition": "FAILED"},
+        "created_at": "2026-11-01T12:00:00Z", "pending": [], "pending_since": None,
+        "last_flush_at": "2026-11-01T12:00:00Z",
+        "last_flushed": [note(0).model_dump(mode="json"), note(1).model_dump(mode="json")], "flush_seq": 1,
+    }
+    group = GroupState.model_validate_json(json.dumps(old))
+    assert group.last_flushed_ids == ("n0", "n1") and group.repeat_content == (note(0), note(1))
+    assert add_notification(group, note(1), policy(repeat=3600), at(1))[1] is AddOutcome.DUPLICATE
+    _, repeat = flush_due(group, policy(wait=0, interval=60, repeat=3600), at(3600))
+    assert repeat is not None and repeat.is_repeat and ids(repeat.notifications) == ["n0", "n1"]
+    assert flush_due(group, policy(wait=0, interval=60), at(3600))[1] is None  # no repeat policy: no repeat
+    assert GroupState.model_validate_json(group.model_dump_json()) == group
+
+
 @dataclass
 class Added:
     notification: NotificationRequest
@@ -157,8 +249,12 @@ class Added:
     group: str
 
 
+add_step = st.tuples(
+    st.just("add"), st.floats(0, 400), st.sampled_from(["p1", "p2"]), st.sampled_from([N.FAILED, N.CANCELED])
+)
 step = st.one_of(
-    st.tuples(st.just("add"), st.floats(0, 400), st.sampled_from(["p1", "p2"]), st.sampled_from([N.FAILED, N.CANCELED])),
+    add_step,
+    add_step,  # twice as likely: groups fill up beyond max_pending between ticks
     st.tuples(st.just("tick"), st.floats(0, 400), st.just(""), st.just(N.FAILED)),
     st.tuples(st.just("redeliver"), st.floats(0, 400), st.just(""), st.just(N.FAILED)),
 )
@@ -168,29 +264,43 @@ step = st.one_of(
 @given(
     wait=st.integers(0, 120), interval=st.integers(1, 600), repeat=st.none() | st.integers(1, 3000),
     steps=st.lists(step, max_size=40), restart_every=st.integers(1, 5),
+    per_message=st.integers(1, 4), room=st.integers(0, 3),
 )
 def test_grouping_properties_hold_for_any_arrival_pattern(
-    wait: int, interval: int, repeat: int | None, steps: list[tuple[str, float, str, N]], restart_every: int
+    wait: int, interval: int, repeat: int | None, steps: list[tuple[str, float, str, N]], restart_every: int,
+    per_message: int, room: int,
 ) -> None:
-    pol = policy(wait=wait, interval=interval, repeat=repeat, group_by=("project", "transition"))
+    pol = policy(wait=wait, interval=interval, repeat=repeat, group_by=("project", "transition"),
+                 per_message=per_message, max_pending=per_message + room)
     scheduler = GroupScheduler({"oncall": pol})
     now = T0
     added: dict[str, Added] = {}
+    refused: set[str] = set()
     flushes: list[GroupFlush] = []
     for index, (kind, delay, project, transition) in enumerate(steps):
         now += timedelta(seconds=delay)
         if kind == "add":
-            n = note(len(added), project=project, pipeline=None, transition=transition)
-            assert scheduler.add(n, now)
-            added[n.notification_id] = Added(n, now, group_key("oncall", {"project": project,
-                                                                          "transition": transition.value}))
+            n = note(len(added) + len(refused), project=project, pipeline=None, transition=transition)
+            key = group_key("oncall", {"project": project, "transition": transition.value})
+            held = scheduler.state.groups[key].pending if key in scheduler.state.groups else ()
+            outcome = scheduler.add(n, now)
+            if outcome is AddOutcome.GROUP_FULL:
+                assert len(held) == pol.max_pending
+                refused.add(n.notification_id)
+            else:
+                assert outcome is AddOutcome.ADDED and len(held) < pol.max_pending
+                added[n.notification_id] = Added(n, now, key)
         elif kind == "redeliver" and added:
             scheduler.add(list(added.values())[-1].notification, now)
         else:
             flushes.extend(scheduler.due(now))
+        assert all(len(g.pending) <= pol.max_pending for g in scheduler.state.groups.values())
         if index % restart_every == 0:  # the table's state after a restart
             scheduler = GroupScheduler({"oncall": pol}, SchedulerState.model_validate_json(scheduler.state.model_dump_json()))
-    flushes.extend(scheduler.due(now + timedelta(seconds=wait + interval)))
+    for _ in range(3):  # the partial rest of a full message waits once more
+        now += timedelta(seconds=wait + interval)
+        flushes.extend(scheduler.due(now))
+    assert not any(g.pending for g in scheduler.state.groups.values())
 
     first_flush_of_id: dict[str, int] = defaultdict(int)
     sent_of_id: dict[str, int] = defaultdict(int)
@@ -198,7 +308,9 @@ def test_grouping_properties_hold_for_any_arrival_pattern(
     last_by_group: dict[str, GroupFlush] = {}
     for flush in flushes:
         previous = last_by_group.get(flush.group_key)
-        if previous is not None:
+        assert 1 <= len(flush.notifications) <= per_message
+        full = not flush.is_repeat and len(flush.notifications) == per_message  # may go at once
+        if previous is not None and not full:
             assert flush.flushed_at - previous.flushed_at >= timedelta(seconds=interval)
         if flush.is_repeat:
             assert repeat is not None and previous is not None
@@ -206,7 +318,8 @@ def test_grouping_properties_hold_for_any_arrival_pattern(
             assert flush.notifications == previous.notifications
         else:
             oldest = min(added[n.notification_id].at for n in flush.notifications)
-            assert flush.flushed_at >= oldest + timedelta(seconds=wait)
+            if not full:
+                assert flush.flushed_at >= oldest + timedelta(seconds=wait)
             for n in flush.notifications:
                 assert added[n.notification_id].group == flush.group_key
                 first_flush_of_id[n.notification_id] += 1
@@ -215,6 +328,7 @@ def test_grouping_properties_hold_for_any_arrival_pattern(
                 log.record_sent(n.notification_id, flush.flushed_at, attempt=1)
         last_by_group[flush.group_key] = flush
     assert sent_of_id == {key: 1 for key in added}
+    assert not refused & {n.notification_id for f in flushes for n in f.notifications}
     if not any(kind == "redeliver" for kind, *_ in steps):
         assert first_flush_of_id == {key: 1 for key in added}
     else:  # a redelivery after its group expired is caught by the notification log, not the group

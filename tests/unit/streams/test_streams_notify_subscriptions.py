@@ -40,6 +40,7 @@ def test_the_shipped_example_file_loads_with_every_channel_kind() -> None:
                                   NotificationTransition.CANCELED)
     assert oncall.grouping.group_wait == timedelta(seconds=30)
     assert oncall.grouping.repeat_interval is None
+    assert (oncall.grouping.max_per_message, oncall.grouping.max_pending) == (100, 5000)
     assert oncall.rate_limit is not None and oncall.rate_limit.per_minute == 20
     assert isinstance(by_id["all-failures-slack"].channel, SlackChannel)
     assert isinstance(by_id["dev-log"].channel, LogChannel)
@@ -130,6 +131,16 @@ def test_a_malformed_document_names_the_file(tmp_path: Path, text: str, fragment
      "field grouping.group_interval:"),
     ("{id: a, transitions: [failed], channel: {type: log}, grouping: {group_by: [project, colour]}}",
      "field grouping.group_by.1:"),
+    ("{id: a, transitions: [failed], channel: {type: log}, grouping: {max_per_message: 0}}",
+     "field grouping.max_per_message: Value error, must be between 1 and 1000"),
+    ("{id: a, transitions: [failed], channel: {type: log}, grouping: {max_per_message: 1001}}",
+     "field grouping.max_per_message: Value error, must be between 1 and 1000"),
+    ("{id: a, transitions: [failed], channel: {type: log}, grouping: {max_per_message: yes}}",
+     "field grouping.max_per_message: Input should be a valid integer"),
+    ("{id: a, transitions: [failed], channel: {type: log}, grouping: {max_pending: 8001}}",
+     "field grouping.max_pending: Value error, must be between 1 and 8000"),
+    ("{id: a, transitions: [failed], channel: {type: log}, grouping: {max_per_message: 50, max_pending: 20}}",
+     "field grouping: Value error, max_pending (20) is below max_per_message (50)"),
     ("{id: a, transitions: [failed], channel: {type: log}, rate_limit: {per_minute: 0}}",
      "field rate_limit.per_minute:"),
     ("{id: a, transitions: [failed], channel: {type: log}, delivery: {initial_backoff: 2m, max_backoff: 1m}}",
@@ -139,8 +150,9 @@ def test_a_malformed_document_names_the_file(tmp_path: Path, text: str, fragment
 ])
 def test_each_invalid_field_is_reported_by_name(tmp_path: Path, entry: str, field: str) -> None:
     path = write(tmp_path, f"subscriptions:\n  - {entry}\n")
-    with pytest.raises(NotificationConfigError, match=field.replace(".", r"\.")):
+    with pytest.raises(NotificationConfigError) as info:
         load_subscriptions(path)
+    assert field in str(info.value)
 
 
 def test_transition_names_are_case_and_dash_insensitive(tmp_path: Path) -> None:
