@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -174,7 +175,8 @@ def test_a_build_past_its_deadline_is_refused_with_410_naming_age_window_and_dea
     assert message.startswith("retry refused: build failed-28-days-ago was first seen 27d 23h ago"), message
     assert "its context is kept 28d (toDateTime(first_seen_at) + toIntervalDay(28))" in message
     assert "retries stop 1h before that, so the retry deadline" in message
-    assert "passed 2" in message, "the deadline passed some 29 minutes ago"
+    passed = re.search(r"passed (\d+)m", message)
+    assert passed is not None and int(passed.group(1)) >= 29, f"the deadline passed 29+ minutes ago: {message}"
 
 
 def test_unknown_builds_unauthenticated_and_malformed_requests_get_a_4xx_that_says_what_to_fix(
