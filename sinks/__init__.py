@@ -4,6 +4,8 @@ typed rows (`sinks.rows`) and get typed results back (`sinks.queries`)."""
 
 from sinks.audit_rows import AuditAlertRow, AuditEventRow, AuditRepairRow, AuditStateRow
 from sinks.audit_writer import AuditSinkWriter
+from sinks.callback_rows import CallbackDeliveryRow, CallbackSubscriptionRow
+from sinks.callback_writer import CallbackWriter
 from sinks.connection import open_client
 from sinks.context_rows import BuildContextRow, RetryDecisionRow
 from sinks.context_writer import BuildContextWriter
@@ -21,6 +23,9 @@ __all__ = [
     "AuditRepairRow",
     "AuditSinkWriter",
     "AuditStateRow",
+    "CallbackDeliveryRow",
+    "CallbackSubscriptionRow",
+    "CallbackWriter",
     "BuildContextRow",
     "BuildContextWriter",
     "BuildEventRow",

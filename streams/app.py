@@ -27,6 +27,10 @@ from streams.notify_log_table import changelog_configs
 from streams.notify_requester import RequesterTopics, register_requester_agent
 from streams.notify_subscriptions import Subscription, load_subscriptions
 from streams.retry_api import register_retry_api
+from streams.callback_api import register_callback_api
+from streams.callbacks import CallbackRegistry, register_callback_agent
+from streams.ingest_api import register_ingest_api
+from streams.push_api import register_push_api
 from streams.builds import register_build_agent
 from streams.dead_letter import DeadLetterPublisher
 from streams.settings import CipulseSettings
@@ -176,6 +180,14 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         app, table=table, retries=_raw_topic(app, topic_name(settings, RETRY_REQUESTS)), gateway=gateway,
         settings=settings,
     )
+    callback_registry = CallbackRegistry(gateway, settings.callback_cache_seconds)
+    register_callback_agent(
+        app, source=topics.build_status, dead_letters=DeadLetterPublisher(topics.dead_letter, "callback-dispatcher"),
+        gateway=gateway, health=health, registry=callback_registry, settings=settings,
+    )
+    register_callback_api(app, gateway=gateway, registry=callback_registry, settings=settings)
+    register_ingest_api(app, events=topics.build_events, settings=settings)
+    register_push_api(app, status_topic=topics.build_status.get_topic_name(), settings=settings)
 
     async def refresh_lag() -> None:
         """Publish consumer lag (end offset - committed offset) per assigned partition."""

@@ -13,3 +13,15 @@ class KafkaSetupError(StreamsError):
 
 class ApiRequestError(StreamsError):
     """A request to the REST API is malformed; the message says what to fix (HTTP 400)."""
+
+
+class IngestRefused(StreamsError):
+    """An HTTP ingest request is refused before anything reaches Kafka; `status` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StreamPositionError(ApiRequestError):
+    """A push-stream resume position (`Last-Event-ID`) cannot be read or does not fit the topic."""

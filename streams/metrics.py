@@ -50,7 +50,7 @@ STATUS_CORRECTIONS = Counter(
 NOTIFICATION_REQUESTS = Counter(
     "cipulse_notification_requests_total",
     "Notification requests seen by the grouping agent, by outcome",
-    ["subscription", "outcome"],  # grouped | pending_duplicate | already_sent | unknown_subscription
+    ["subscription", "outcome"],  # grouped | pending_duplicate | already_sent | group_full | unknown_subscription
 )
 NOTIFICATION_FLUSHES = Counter(
     "cipulse_notification_flushes_total",
@@ -76,3 +76,25 @@ RETRY_DECISIONS = Counter(
     "Retry eligibility decisions: action check|retry, verdict ELIGIBLE or the refusal reason",
     ["action", "verdict"],
 )
+INGEST_EVENTS = Counter(
+    "cipulse_ingest_events_total",
+    "Build events POSTed to the HTTP ingest endpoints, by outcome",
+    ["outcome"],  # accepted | invalid | refused (valid, in a refused request) | not_acknowledged (Kafka failed)
+)
+SSE_CLIENTS = Gauge("cipulse_sse_clients", "Server-Sent Events clients connected to /stream/builds on this worker")
+SSE_EVENTS_PUSHED = Counter("cipulse_sse_events_pushed_total", "Build-status change sets written to SSE clients")
+SSE_RECORDS_UNDECODABLE = Counter(
+    "cipulse_sse_records_undecodable_total", "build-status records an SSE stream could not decode (logged with position)"
+)
+CALLBACK_DELIVERIES = Counter(
+    "cipulse_callback_deliveries_total",
+    "REST callback deliveries finished: delivered (2xx), gave_up (dead-lettered) or skipped (callback disabled)",
+    ["callback", "event", "outcome"],
+)
+CALLBACK_ATTEMPTS = Counter(
+    "cipulse_callback_attempts_total", "HTTP attempts of REST callback deliveries, by outcome", ["outcome"]
+)
+CALLBACKS_DISABLED = Counter(
+    "cipulse_callbacks_disabled_total", "REST callbacks disabled after failing continuously", ["callback"]
+)
+CALLBACKS = Gauge("cipulse_callbacks", "REST callback subscriptions by status (as last read by the dispatcher)", ["status"])

@@ -36,6 +36,8 @@ class Endpoint:
     method: str = "get"
     request_body: type[BaseModel] | None = None
     authenticated: bool = False
+    auth_scheme: str = "bearerToken"
+    """Which `components.securitySchemes` entry an authenticated endpoint needs."""
 
 
 WINDOW = Param("window", "query", "Look-back window: number + unit s|m|h|d, at most 400d (default 24h)", example="24h")
@@ -113,8 +115,11 @@ def all_endpoints() -> tuple[Endpoint, ...]:
     from streams.audit_openapi import AUDIT_ENDPOINTS
     from streams.notify_openapi import NOTIFY_ENDPOINTS
     from streams.retry_openapi import RETRY_ENDPOINTS
+    from streams.callback_openapi import CALLBACK_ENDPOINTS
+    from streams.ingest_openapi import INGEST_ENDPOINTS
+    from streams.push_openapi import PUSH_ENDPOINTS
 
-    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS
+    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS + CALLBACK_ENDPOINTS + INGEST_ENDPOINTS + PUSH_ENDPOINTS
 
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
@@ -153,7 +158,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "content": {"application/json": {"schema": _ref(endpoint.request_body, schemas)}},
             }
         if endpoint.authenticated:
-            operation["security"] = [{"bearerToken": []}]
+            operation["security"] = [{endpoint.auth_scheme: []}]
         paths.setdefault(endpoint.path, {})[endpoint.method] = operation
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -166,7 +171,11 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "bearerToken": {"type": "http", "scheme": "bearer", "description": "CIPULSE_ADMIN_TOKEN"}
+                "bearerToken": {"type": "http", "scheme": "bearer", "description": "CIPULSE_ADMIN_TOKEN"},
+                "ingestToken": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "The event's project's token from CIPULSE_INGEST_TOKENS",
+                },
             },
         },
     }

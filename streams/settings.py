@@ -73,8 +73,33 @@ class CipulseSettings(BaseSettings):
     notify_log_retention_days: float = Field(
         default=35.0, gt=0, description="Acknowledged sends are remembered this long; keep above the input topics' retention"
     )
+    callback_disable_after_seconds: float = Field(
+        default=3600.0, gt=0, description="A REST callback whose every attempt failed for this long is disabled"
+    )
+    callback_max_attempts: int = Field(default=5, ge=1, le=100, description="HTTP attempts per callback delivery")
+    callback_initial_backoff_seconds: float = Field(default=1.0, gt=0, description="First retry wait cap (full jitter)")
+    callback_max_backoff_seconds: float = Field(default=60.0, gt=0, description="Cap of the callback retry backoff")
+    callback_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one callback HTTP attempt")
+    callback_cache_seconds: float = Field(
+        default=5.0, gt=0, description="How long the dispatcher caches callback subscriptions read from ClickHouse"
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token for state-changing API calls (repairs); unset disables them"
+    )
+    ingest_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='HTTP ingest bearer token per project, JSON {"project": "token"} (secret, never logged); empty disables ingest',
+    )
+    ingest_max_batch: int = Field(default=1000, ge=1, le=10000, description="Most events in one POST /ingest/builds/batch")
+    ingest_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest ingest request body; a larger one gets 413"
+    )
+    ingest_ack_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long an ingest request waits for the broker's acknowledgements before 503"
+    )
+    sse_max_clients: int = Field(default=100, ge=1, description="Concurrent /stream/builds clients per worker; more get 503")
+    sse_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="Comment line sent on an idle SSE stream so proxies keep it open"
     )
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
 

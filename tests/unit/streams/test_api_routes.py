@@ -20,7 +20,7 @@ def registered_routes(tmp_path: Path) -> set[tuple[str, str]]:
     routes = {
         (route.method, route.resource.canonical)
         for route in app.web.web_app.router.routes()
-        if route.method in ("GET", "POST")
+        if route.method in ("GET", "POST", "DELETE")
     }
     gateway.close()
     return routes

@@ -72,9 +72,13 @@ def test_every_operation_has_an_id_a_summary_and_responses_with_content(document
 
 
 def test_every_operation_documents_its_success(document: dict[str, Any]) -> None:
-    """200 for reads; 202 for the repair, which is applied asynchronously through Kafka."""
+    """200 for reads; a 2xx for every change: 202 for the repair and retries, which are applied
+    asynchronously through Kafka, 201 for a created callback, 200 for one applied at once."""
     for path, method, op in operations(document):
-        assert ("202" if method == "post" else "200") in op["responses"], path
+        if method == "get":
+            assert "200" in op["responses"], path
+        else:
+            assert any(status.startswith("2") for status in op["responses"]), (method, path)
 
 
 def test_operation_ids_are_unique(document: dict[str, Any]) -> None:

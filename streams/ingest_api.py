@@ -1,0 +1,181 @@
+"""HTTP ingest: build events POSTed as JSON, produced to the build-events topic before the 202.
+
+Any worker can serve a request (nothing is table-routed). Events go out through the worker's
+own Faust producer (aiokafka, `acks=all` from `streams.app`), keyed by build id. Its default
+partitioner is aiokafka's `DefaultPartitioner`: murmur2 of the key bytes, masked positive,
+modulo the partition count over all partitions, the same formula as Java's and librdkafka's
+`murmur2_random` that `streams.producer` uses, so an ingested event lands on the partition
+whose worker owns the build (tests/integration/test_push_and_ingest.py checks it against a
+librdkafka producer). The answer waits for the broker's acknowledgement of every event; when
+Kafka fails or is slow, the 503 names exactly the events that were acknowledged and those that
+were not. The checks before that are pure and live in `streams.ingest`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import faust
+from aiohttp import web
+from faust.types import TopicT
+from faust.web import Request, Response, View
+
+from schemas import BuildEvent
+from schemas.serde import encode
+from streams import metrics
+from streams.api_responses import answer, error
+from streams.exceptions import IngestRefused
+from streams.ingest import IngestInvalid, authorize, check_projects, parse_batch, parse_event
+from streams.ingest_openapi import IngestAccepted, IngestedEvent, IngestInvalidBody, IngestNotAcknowledgedBody
+from streams.settings import CipulseSettings
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class ProduceOutcome:
+    """What the broker acknowledged of one request's events, and what it did not (and why)."""
+
+    acknowledged: list[IngestedEvent] = field(default_factory=list)
+    not_acknowledged: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+async def produce_events(topic: TopicT, events: list[BuildEvent], timeout: float) -> ProduceOutcome:
+    """Send every event, then wait (at most `timeout` in all) for each acknowledgement.
+
+    Delivery futures are never cancelled: one still pending at the deadline is reported as not
+    acknowledged (it may yet arrive, which is harmless: a build ignores a seq it already has).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    outcome = ProduceOutcome()
+    sent: list[tuple[BuildEvent, asyncio.Future[Any]]] = []
+    unsent: list[BuildEvent] = []
+    for index, event in enumerate(events):
+        try:
+            delivery: Awaitable[Any] = await asyncio.wait_for(
+                topic.send(key=event.build_id.encode(), value=encode(event)), max(0.0, deadline - loop.time())
+            )
+            sent.append((event, asyncio.ensure_future(delivery)))
+        except Exception as exc:  # TimeoutError (metadata or buffer wait) or the producer's refusal
+            outcome.problems.append(_describe(exc, timeout))
+            unsent = events[index:]
+            break
+    if sent:
+        await asyncio.wait([future for _, future in sent], timeout=max(0.0, deadline - loop.time()))
+    for event, future in sent:
+        if not future.done():
+            outcome.not_acknowledged.append(event.event_id)
+            if not any("did not acknowledge" in p for p in outcome.problems):
+                outcome.problems.append(f"the broker did not acknowledge within {timeout:g}s")
+        elif future.exception() is not None:
+            outcome.not_acknowledged.append(event.event_id)
+            outcome.problems.append(f"event {event.event_id}: {future.exception()!r}")
+        else:
+            record = future.result()
+            outcome.acknowledged.append(IngestedEvent(
+                event_id=event.event_id, build_id=event.build_id, partition=record.partition, offset=record.offset,
+            ))
+    outcome.not_acknowledged.extend(event.event_id for event in unsent)
+    return outcome
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"the broker did not acknowledge within {timeout:g}s (no metadata or a full send buffer)"
+    return f"the producer refused: {exc!r}"
+
+
+def register_ingest_api(app: faust.App, *, events: TopicT, settings: CipulseSettings) -> None:
+    """Attach POST /ingest/builds and /ingest/builds/batch (described in `streams.ingest_openapi`)."""
+    topic_name = events.get_topic_name()
+
+    async def ingest(view: View, request: Request, endpoint: str, batch: bool) -> Response:
+        try:
+            allowed = authorize(request.headers.get("Authorization"), settings.ingest_tokens)
+            body = await _read_body(request, settings.ingest_max_body_bytes)
+            parsed = parse_batch(body, settings.ingest_max_batch) if batch else [parse_event(body)]
+        except IngestInvalid as exc:
+            metrics.INGEST_EVENTS.labels("invalid").inc(exc.invalid_events)
+            metrics.INGEST_EVENTS.labels("refused").inc(exc.events - exc.invalid_events)
+            log.info("%s: refused %d invalid of %d events", endpoint, exc.invalid_events, exc.events)
+            invalid = IngestInvalidBody(error=str(exc), problems=exc.problems)
+            return answer(view, endpoint, 422, invalid.model_dump(mode="json"))
+        except IngestRefused as exc:
+            log.info("%s: refused with %d: %s", endpoint, exc.status, exc)
+            return error(view, endpoint, exc.status, str(exc))
+        try:
+            check_projects(parsed, allowed, batch)
+        except IngestRefused as exc:
+            metrics.INGEST_EVENTS.labels("refused").inc(len(parsed))
+            log.info("%s: refused with %d: %s", endpoint, exc.status, exc)
+            return error(view, endpoint, exc.status, str(exc))
+        outcome = await produce_events(events, parsed, settings.ingest_ack_timeout_seconds)
+        metrics.INGEST_EVENTS.labels("accepted").inc(len(outcome.acknowledged))
+        if outcome.not_acknowledged:
+            metrics.INGEST_EVENTS.labels("not_acknowledged").inc(len(outcome.not_acknowledged))
+            log.error(
+                "%s: Kafka acknowledged %d of %d events on %s: %s", endpoint, len(outcome.acknowledged), len(parsed),
+                topic_name, "; ".join(outcome.problems),
+            )
+            failure = IngestNotAcknowledgedBody(
+                error=_not_acknowledged_message(outcome, len(parsed)),
+                acknowledged=outcome.acknowledged, not_acknowledged=outcome.not_acknowledged,
+            )
+            return answer(view, endpoint, 503, failure.model_dump(mode="json"))
+        accepted = IngestAccepted(
+            accepted=len(outcome.acknowledged), topic=topic_name, events=outcome.acknowledged,
+            detail="acknowledged by the broker; the live state follows within moments (GET /builds/{build_id})",
+        )
+        return answer(view, endpoint, 202, accepted.model_dump(mode="json"))
+
+    @app.page("/ingest/builds", name="ingest_build")
+    class IngestBuildView(View):
+        async def post(self, request: Request) -> Response:
+            return await ingest(self, request, "ingest_build", batch=False)
+
+    @app.page("/ingest/builds/batch", name="ingest_builds_batch")
+    class IngestBatchView(View):
+        async def post(self, request: Request) -> Response:
+            return await ingest(self, request, "ingest_builds_batch", batch=True)
+
+
+def _not_acknowledged_message(outcome: ProduceOutcome, total: int) -> str:
+    reason = "; ".join(dict.fromkeys(outcome.problems)) or "unknown"
+    if not outcome.acknowledged:
+        return (
+            f"Kafka failed ({reason}): none of the {total} event(s) was accepted; send them again"
+        )
+    return (
+        f"Kafka failed ({reason}): only {len(outcome.acknowledged)} of {total} events were acknowledged (listed in "
+        f"'acknowledged'); send the {len(outcome.not_acknowledged)} in 'not_acknowledged' again (re-sending all is "
+        "harmless too: a build ignores an event whose seq it already has)"
+    )
+
+
+async def _read_body(faust_request: Request, limit: int) -> bytes:
+    """The body, refused with 413 once it passes `limit` (read in chunks, not trusting Content-Length alone).
+
+    Read from the stream, not with `request.read()`, whose aiohttp limit (1 MiB) would answer
+    with its own text 413 before ours.
+    """
+    request = cast(web.Request, faust_request)
+    declared = request.content_length
+    too_large = f"at most {limit} bytes per request (CIPULSE_INGEST_MAX_BODY_BYTES): send fewer events per request"
+    if declared is not None and declared > limit:
+        raise IngestRefused(413, f"the body is {declared} bytes; {too_large}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise IngestRefused(413, f"the body is more than {limit} bytes; {too_large}")
+        chunks.append(chunk)
+    return b"".join(chunks)
