@@ -24,19 +24,24 @@ class DeliveryError(StreamsError):
     """The broker did not acknowledge a record."""
 
 
+def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+    """librdkafka settings every build-event producer uses (also the reporter SDK's sender)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "partitioner": "murmur2_random",
+        "linger.ms": 5,
+        "batch.num.messages": 10000,
+        "compression.type": "lz4",
+    }
+    config.update(overrides)
+    return config
+
+
 class BuildEventProducer:
     def __init__(self, bootstrap: str, topic: str, **overrides: Any) -> None:
-        config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "partitioner": "murmur2_random",
-            "linger.ms": 5,
-            "batch.num.messages": 10000,
-            "compression.type": "lz4",
-        }
-        config.update(overrides)
-        self._producer = Producer(config)
+        self._producer = Producer(producer_config(bootstrap, **overrides))
         self._topic = topic
         self.delivered = 0
         self.failed: list[str] = []
