@@ -15,6 +15,7 @@ from sinks.connection import open_client
 from sinks.gateway import ClickHouseGateway
 from sinks.migrations import apply_migrations
 from streams.app import create_app
+from streams.debug_dump import dump_worker
 from streams.settings import CipulseSettings
 from streams.topics import ensure_topics
 
@@ -39,6 +40,14 @@ def prepare_clickhouse(settings: CipulseSettings, gateway: ClickHouseGateway) ->
     log.info("ClickHouse schema ready (applied: %s)", names)
 
 
+class DiagnosableWorker(faust.Worker):
+    """mode's SIGUSR1 stack dump, followed by where each task awaits and the consumer's state."""
+
+    async def _cry(self) -> None:
+        await super()._cry()
+        dump_worker(self.app, self.stderr)
+
+
 def run_worker(settings: CipulseSettings) -> None:
     """Block until the worker is stopped (SIGTERM / Ctrl-C)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +58,7 @@ def run_worker(settings: CipulseSettings) -> None:
         if created:
             log.info("created topics: %s", ", ".join(created))
         app = create_app(settings, gateway)
-        worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+        worker = DiagnosableWorker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
         log.info("worker %s starting: Kafka %s, API %s", settings.app_id, settings.kafka_bootstrap, settings.api_url)
         worker.execute_from_commandline()
     finally:
