@@ -116,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--project", default=None, help="only this project")
     stats.add_argument("--api", default=None, help="API base URL")
     stats.set_defaults(run=_stats)
+
+    from streams.analytics_cli import add_analytics_command
+
+    add_analytics_command(commands)
     return parser
 
 
