@@ -125,3 +125,11 @@ class NotifierSignalKind(StrEnum):
     FLUSH_DUE = "FLUSH_DUE"
     DELIVERED = "DELIVERED"
     GAVE_UP = "GAVE_UP"
+
+
+class GateResult(StrEnum):
+    """A quality gate's decision; BK-CI's PASS / FAIL, and PENDING for BK-CI's WAIT (not enough data yet)."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    PENDING = "PENDING"

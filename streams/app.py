@@ -31,6 +31,9 @@ from streams.callback_api import register_callback_api
 from streams.callbacks import CallbackRegistry, register_callback_agent
 from streams.ingest_api import register_ingest_api
 from streams.push_api import register_push_api
+from streams.gate_api import register_gate_api
+from streams.gate_config import Gate, describe, load_gates
+from streams.gates import GateTopics, register_gate_agents
 from streams.builds import register_build_agent
 from streams.dead_letter import DeadLetterPublisher
 from streams.settings import CipulseSettings
@@ -47,6 +50,9 @@ from streams.topics import (
     BUILD_STATE_TABLE,
     BUILD_STATUS,
     DEAD_LETTER,
+    GATE_DECISIONS,
+    GATE_INPUTS,
+    GATE_STATE_TABLE,
     NOTIFY_GROUPS_TABLE,
     NOTIFY_LOG_TABLE,
     NOTIFY_REQUESTS,
@@ -176,6 +182,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     )
     register_notifications(app, settings, gateway, health, topics, audit_topics.alerts)
     register_notify_api(app, gateway=gateway, settings=settings)
+    register_gates(app, settings, gateway, health, topics)
     register_retry_api(
         app, table=table, retries=_raw_topic(app, topic_name(settings, RETRY_REQUESTS)), gateway=gateway,
         settings=settings,
@@ -269,6 +276,49 @@ def register_notifications(
         batch_wait_seconds=settings.state_batch_wait_seconds,
         retry_max_seconds=settings.sink_retry_max_seconds,
     )
+
+
+def load_configured_gates(settings: CipulseSettings) -> list[Gate]:
+    """The gates file's gates (none when unset); raises GateConfigError, so a bad file stops the worker."""
+    if settings.gates_file is None:
+        return []
+    gates = load_gates(settings.gates_file)
+    log.info("quality gates: %d from %s", len(gates), settings.gates_file)
+    for gate in gates:
+        log.info("quality gate %s", describe(gate))
+    return gates
+
+
+def register_gates(
+    app: faust.App, settings: CipulseSettings, gateway: ClickHouseGateway, health: SinkHealth, topics: PipelineTopics
+) -> None:
+    """Router (finals + audits -> gate-inputs), gate agent (-> gate-decisions), decision sink, and the API."""
+    gates = load_configured_gates(settings)
+    if gates:
+        register_gate_agents(
+            app,
+            gates=gates,
+            topics=GateTopics(
+                sources=_raw_channel(
+                    app, topic_name(settings, BUILD_FINALS), topic_name(settings, AUDIT_ALERTS),
+                    topic_name(settings, AUDIT_EVENTS),
+                ),
+                finals_name=topic_name(settings, BUILD_FINALS),
+                alerts_name=topic_name(settings, AUDIT_ALERTS),
+                inputs=_raw_topic(app, topic_name(settings, GATE_INPUTS)),
+                decisions=_raw_topic(app, topic_name(settings, GATE_DECISIONS)),
+            ),
+            dead_letter_topic=topics.dead_letter,
+            table=app.Table(
+                GATE_STATE_TABLE, default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes
+            ),
+            gateway=gateway,
+            health=health,
+            batch_size=settings.state_batch_size,
+            batch_wait_seconds=settings.state_batch_wait_seconds,
+            retry_max_seconds=settings.sink_retry_max_seconds,
+        )
+    register_gate_api(app, gates=gates, gateway=gateway)
 
 
 def audit_policy(settings: CipulseSettings) -> AuditPolicy:

@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
         "--check-subscriptions", action="store_true",
         help="only validate the subscription file, print what it subscribes to, and exit",
     )
+    worker.add_argument(
+        "--gates", default=None, metavar="FILE",
+        help="quality gates, YAML or JSON (default: CIPULSE_GATES_FILE; unset = no gates). "
+        "Checked at start; see streams/gates.example.yaml",
+    )
+    worker.add_argument(
+        "--check-gates", action="store_true", help="only validate the gates file, print each gate's rules, and exit",
+    )
     worker.set_defaults(run=_worker)
 
     feed = commands.add_parser("demo-feed", help="produce a realistic stream of builds to Kafka")
@@ -147,8 +155,19 @@ def _topics(args: argparse.Namespace, settings: CipulseSettings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: CipulseSettings) -> int:
+    from streams.gate_config import describe, load_gates
     from streams.notify_subscriptions import load_subscriptions
 
+    if args.gates is not None:
+        settings = settings.model_copy(update={"gates_file": Path(args.gates)})
+    gates = load_gates(settings.gates_file) if settings.gates_file is not None else []  # a bad file stops here
+    if args.check_gates:
+        if not gates:
+            print("no gates file given (--gates or CIPULSE_GATES_FILE)")
+            return 2
+        for gate in gates:
+            print(describe(gate))
+        return 0
     if args.subscriptions is not None:
         settings = settings.model_copy(update={"notify_subscriptions_file": Path(args.subscriptions)})
     path = settings.notify_subscriptions_file

@@ -25,3 +25,11 @@ class IngestRefused(StreamsError):
 
 class StreamPositionError(ApiRequestError):
     """A push-stream resume position (`Last-Event-ID`) cannot be read or does not fit the topic."""
+
+
+class GateConfigError(StreamsError):
+    """The quality gates file is missing, unparseable or invalid.
+
+    Raised once, at start, before the worker runs; one line per problem as
+    `file: gate 'id' (entry N): field X: message`, so every mistake is fixed in one pass.
+    """

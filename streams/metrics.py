@@ -98,3 +98,11 @@ CALLBACKS_DISABLED = Counter(
     "cipulse_callbacks_disabled_total", "REST callbacks disabled after failing continuously", ["callback"]
 )
 CALLBACKS = Gauge("cipulse_callbacks", "REST callback subscriptions by status (as last read by the dispatcher)", ["status"])
+GATE_DECISIONS = Counter(
+    "cipulse_gate_decisions_total", "Quality gate decisions published (only changes), by gate and result", ["gate", "result"]
+)
+GATE_INPUTS = Counter(
+    "cipulse_gate_inputs_total",
+    "Inputs applied by the gate agent, by kind (build, audit_alert, audit_event) and outcome (changed, unchanged, unknown_gate)",
+    ["kind", "outcome"],
+)

@@ -119,7 +119,9 @@ def all_endpoints() -> tuple[Endpoint, ...]:
     from streams.ingest_openapi import INGEST_ENDPOINTS
     from streams.push_openapi import PUSH_ENDPOINTS
 
-    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS + CALLBACK_ENDPOINTS + INGEST_ENDPOINTS + PUSH_ENDPOINTS
+    from streams.gate_openapi import GATE_ENDPOINTS
+
+    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS + CALLBACK_ENDPOINTS + INGEST_ENDPOINTS + PUSH_ENDPOINTS + GATE_ENDPOINTS
 
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:

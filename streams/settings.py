@@ -70,6 +70,10 @@ class CipulseSettings(BaseSettings):
         default=None,
         description="YAML/JSON notification subscriptions (see streams/notify_subscriptions.example.yaml); unset = none",
     )
+    gates_file: Path | None = Field(
+        default=None,
+        description="YAML/JSON quality gates (see streams/gates.example.yaml); unset = no gates",
+    )
     notify_log_retention_days: float = Field(
         default=35.0, gt=0, description="Acknowledged sends are remembered this long; keep above the input topics' retention"
     )

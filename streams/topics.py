@@ -92,6 +92,20 @@ RETRY_REQUESTS = TopicSpec(
     "REST API / `cipulse retry request` (only for builds whose context is still retained)",
     "the CI system that runs the retry",
 )
+GATE_INPUTS = TopicSpec(
+    "gate-inputs",
+    "gate id",
+    "BuildStatusChange | AuditAlert | AuditEvent (the input record's own bytes)",
+    "gate router (build-finals, audit-alerts and audit-events re-keyed by every gate they concern)",
+    "gate agent (gate-state table)",
+)
+GATE_DECISIONS = TopicSpec(
+    "gate-decisions",
+    "gate id",
+    "GateDecision",
+    "gate agent (only when a gate's decision changes; decision_id repeats on replay)",
+    "gate decision sink (ClickHouse gate_decisions), release tooling, dashboards",
+)
 CATALOG: tuple[TopicSpec, ...] = (
     BUILD_EVENTS,
     BUILD_STATUS,
@@ -102,6 +116,8 @@ CATALOG: tuple[TopicSpec, ...] = (
     NOTIFY_REQUESTS,
     NOTIFY_SIGNALS,
     RETRY_REQUESTS,
+    GATE_INPUTS,
+    GATE_DECISIONS,
 )
 
 BUILD_STATE_TABLE = "build-state"
@@ -109,12 +125,14 @@ AUDIT_STATE_TABLE = "audit-state"
 PIPELINE_OUTCOMES_TABLE = "pipeline-outcomes"
 NOTIFY_GROUPS_TABLE = "notify-groups"
 NOTIFY_LOG_TABLE = "notify-log"
+GATE_STATE_TABLE = "gate-state"
 TABLES: tuple[str, ...] = (
     BUILD_STATE_TABLE,
     AUDIT_STATE_TABLE,
     PIPELINE_OUTCOMES_TABLE,
     NOTIFY_GROUPS_TABLE,
     NOTIFY_LOG_TABLE,
+    GATE_STATE_TABLE,
 )
 
 

@@ -8,6 +8,7 @@ from schemas.models.audit_event import AuditEvent
 from schemas.models.build_event import BuildEvent
 from schemas.models.build_status_change import BuildStatusChange, NodeChange
 from schemas.models.dead_letter import DeadLetter
+from schemas.models.gate_decision import GateDecision, GateRuleFailure
 from schemas.models.notification_request import NotificationRequest
 from schemas.models.notifier_signal import DeliveryAttempt, NotifierSignal
 from schemas.models.retry_request import RetryRequest
@@ -20,6 +21,7 @@ TOP_LEVEL_RECORDS: tuple[type[TopLevelRecord], ...] = (
     NotificationRequest,
     NotifierSignal,
     RetryRequest,
+    GateDecision,
     DeadLetter,
 )
 """Every model published on its own; the catalog pairs each with its `.avsc` versions."""
@@ -32,6 +34,8 @@ __all__ = [
     "BuildStatusChange",
     "DeadLetter",
     "DeliveryAttempt",
+    "GateDecision",
+    "GateRuleFailure",
     "NodeChange",
     "NotificationRequest",
     "NotifierSignal",

@@ -29,6 +29,7 @@ PUBLISHED_FINGERPRINTS = {
     "build_status_change.v1.avsc": "5e029ea629a1074d",
     "build_status_change.v2.avsc": "bc0a59549b096066",
     "dead_letter.v1.avsc": "588bdfb23ca51d78",
+    "gate_decision.v1.avsc": "50e65276d3c3ff3d",
     "notification_request.v1.avsc": "5da54bdbfbbaa4fc",
     "notifier_signal.v1.avsc": "80841eb7fc4cad0a",
     "retry_request.v1.avsc": "a23ad0f25bc8a8b6",

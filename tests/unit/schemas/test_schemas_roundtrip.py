@@ -26,6 +26,9 @@ from schemas import (
     DeadLetter,
     DeadLetterKind,
     DeliveryAttempt,
+    GateDecision,
+    GateResult,
+    GateRuleFailure,
     NodeChange,
     NotificationChannel,
     NotificationRequest,
@@ -224,6 +227,13 @@ EXAMPLES: list[TopLevelRecord] = [
         retry_id="r-2", build_id="b-2", project="cipulse", pipeline="ci", original_status="CANCELED",
         original_first_seen_at=T0, requested_by="api", requested_at=T0,
     ),
+    GateDecision(
+        decision_id="d-1", gate="payments-main", project="payments", pipeline="deploy", branch="main",
+        result=GateResult.FAIL, previous_result="PASS",
+        failing=[GateRuleFailure(rule="success_rate", measured="0.5", threshold=">= 0.8", message="2 of 4 succeeded")],
+        input_revision=12, inputs={"builds_in_window": "4"}, decided_at=T0,
+    ),
+    GateDecision(decision_id="d-2", gate="g", project="p", result=GateResult.PENDING, input_revision=0, decided_at=T0),
     DeadLetter(
         source_topic="build-events", source_partition=3, source_offset=1234,
         key=b"b-1", payload=b"\x00\xff not avro", kind=DeadLetterKind.UNDECODABLE,

@@ -1,0 +1,212 @@
+"""Quality gate agents: route inputs to gates, re-evaluate a gate on every input, store decisions.
+
+Why three agents. A gate's inputs arrive on topics keyed differently (build-finals by
+pipeline@branch, audit topics by audit id), and a gate may cover a whole project, so no source
+partition holds all of one gate's inputs. The router re-keys every input by each gate it
+concerns onto `gate-inputs` (the record's own bytes, keyed by gate id), so one partition, and
+one worker, owns each gate: its `gate-state` table holds the window of final builds and the
+open stuck audits, and the gate agent decides from it alone. The decision sink writes what
+reaches `gate-decisions` to ClickHouse for the API's current decision and history.
+
+Guarantees, as everywhere: at-least-once in (each agent acknowledges a batch only after its
+outputs are acknowledged, and writes its table after that), idempotent out (a redelivered input
+changes no state, so no decision; a batch replayed after a crash repeats the same decision ids,
+see `streams.gate_rules.decision_id`). Bad input goes to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+from faust.types import EventT, StreamT, TableT, TopicT
+
+from schemas import AuditAlert, AuditEvent, BuildStatusChange, DeadLetterKind, GateDecision
+from schemas.exceptions import SchemaViolationError, UndecodableError
+from schemas.models import TopLevelRecord
+from schemas.serde import decode, encode
+from sinks.gate_rows import GateDecisionRow, write_gate_decisions
+from sinks.gateway import ClickHouseGateway
+from streams import metrics
+from streams.batch_states import BatchStates, make_current
+from streams.dead_letter import DeadLetterPublisher
+from streams.gate_config import Gate
+from streams.gate_rules import decide
+from streams.gate_state import (
+    GateState,
+    apply_audit_alert,
+    apply_audit_event,
+    apply_final_build,
+    dump_gate_state,
+    empty_state,
+    load_gate_state,
+)
+from streams.sink_agent import SinkHealth, write_until_accepted
+
+log = logging.getLogger(__name__)
+
+ROUTER = "gate-router"
+EVALUATOR = "gate-agent"
+DECISION_SINK = "gate-decision-sink"
+
+
+@dataclass(frozen=True)
+class GateTopics:
+    sources: TopicT
+    """build-finals + audit-alerts + audit-events in one channel (the router's input)."""
+    finals_name: str
+    alerts_name: str
+    inputs: TopicT
+    decisions: TopicT
+
+
+def gates_for(record: TopLevelRecord, gates: Sequence[Gate]) -> list[Gate]:
+    """The gates an input concerns (the router's only decision)."""
+    if isinstance(record, BuildStatusChange):
+        return [g for g in gates if g.rules.uses_builds and g.covers_build(record.project, record.pipeline, record.branch)]
+    if isinstance(record, AuditAlert | AuditEvent):
+        return [g for g in gates if g.covers_audit(record.project, record.pipeline)]
+    return []
+
+
+def apply_input(state: GateState, gate: Gate, record: TopLevelRecord) -> GateState | None:
+    if isinstance(record, BuildStatusChange):
+        return apply_final_build(state, gate, record)
+    if isinstance(record, AuditAlert):
+        return apply_audit_alert(state, gate, record)
+    if isinstance(record, AuditEvent):
+        return apply_audit_event(state, gate, record)
+    return None
+
+
+_INPUT_KINDS: dict[type[TopLevelRecord], str] = {
+    BuildStatusChange: "build", AuditAlert: "audit_alert", AuditEvent: "audit_event",
+}
+
+
+def register_gate_agents(
+    app: faust.App,
+    *,
+    gates: Sequence[Gate],
+    topics: GateTopics,
+    dead_letter_topic: TopicT,
+    table: TableT[bytes, Any],
+    gateway: ClickHouseGateway,
+    health: SinkHealth,
+    batch_size: int,
+    batch_wait_seconds: float,
+    retry_max_seconds: float,
+) -> None:
+    """Nothing is registered without gates: the topics stay unread and no table is recovered."""
+    if not gates:
+        return
+    by_id: Mapping[str, Gate] = {g.id: g for g in gates}
+    router_dead = DeadLetterPublisher(dead_letter_topic, ROUTER)
+    dead_letters = DeadLetterPublisher(dead_letter_topic, EVALUATOR)
+    sink_dead = DeadLetterPublisher(dead_letter_topic, DECISION_SINK)
+
+    async def route_gate_inputs(stream: StreamT[Any]) -> None:
+        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
+            deliveries: list[Awaitable[Any]] = []
+            for event in events:
+                expected: type[TopLevelRecord] = (
+                    BuildStatusChange if event.message.topic == topics.finals_name
+                    else AuditAlert if event.message.topic == topics.alerts_name else AuditEvent
+                )
+                record = await router_dead.decode_or_reject(event, expected, deliveries)
+                if record is None:
+                    continue
+                for gate in gates_for(record, gates):
+                    deliveries.append(await topics.inputs.send(key=gate.id.encode(), value=event.value))
+            await asyncio.gather(*deliveries)
+
+    async def evaluate_gates(stream: StreamT[Any]) -> None:
+        states: BatchStates[GateState] = BatchStates(table, load_gate_state, dump_gate_state)
+        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
+            deliveries: list[Awaitable[Any]] = []
+            published: list[GateDecision] = []
+            now = datetime.now(UTC)
+            for event in events:
+                make_current(event)
+                decision = await _evaluate_one(event, by_id, states, dead_letters, deliveries, now)
+                if decision is not None:
+                    deliveries.append(await topics.decisions.send(key=decision.gate.encode(), value=encode(decision)))
+                    published.append(decision)
+            await asyncio.gather(*deliveries)
+            states.commit()
+            for decision in published:
+                metrics.GATE_DECISIONS.labels(decision.gate, decision.result.value).inc()
+                log.info(
+                    "gate %s: %s -> %s (decision %s, input revision %d)%s", decision.gate,
+                    decision.previous_result or "none", decision.result.value, decision.decision_id[:12],
+                    decision.input_revision,
+                    "".join(f"; {f.rule}: {f.message}" for f in decision.failing),
+                )
+
+    async def store_gate_decisions(stream: StreamT[Any]) -> None:
+        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
+            deliveries: list[Awaitable[Any]] = []
+            rows: list[GateDecisionRow] = []
+            for event in events:
+                decision = await sink_dead.decode_or_reject(event, GateDecision, deliveries)
+                if decision is not None:
+                    rows.append(GateDecisionRow.from_decision(decision))
+            await asyncio.gather(*deliveries)
+            if rows:
+                await write_until_accepted(
+                    gateway, health, retry_max_seconds,
+                    lambda client, database: write_gate_decisions(client, database, rows),
+                    rows={"gate_decisions": len(rows)},
+                )
+
+    app.agent(topics.sources, name=ROUTER)(route_gate_inputs)
+    app.agent(topics.inputs, name=EVALUATOR)(evaluate_gates)
+    app.agent(topics.decisions, name=DECISION_SINK)(store_gate_decisions)
+
+
+async def _evaluate_one(
+    event: EventT[Any],
+    gates: Mapping[str, Gate],
+    states: BatchStates[GateState],
+    dead_letters: DeadLetterPublisher,
+    deliveries: list[Awaitable[Any]],
+    now: datetime,
+) -> GateDecision | None:
+    message = event.message
+    key = message.key if isinstance(message.key, bytes) else str(message.key or "").encode()
+    try:
+        record = decode(event.value)
+    except UndecodableError as exc:
+        deliveries.append(await dead_letters.publish(event, DeadLetterKind.UNDECODABLE, str(exc)))
+        return None
+    except SchemaViolationError as exc:
+        deliveries.append(await dead_letters.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc)))
+        return None
+    input_kind = _INPUT_KINDS.get(type(record))
+    if input_kind is None:
+        deliveries.append(await dead_letters.publish(
+            event, DeadLetterKind.SCHEMA_VIOLATION,
+            f"a {type(record).__name__} is not a gate input; gate-inputs carries BuildStatusChange, AuditAlert or AuditEvent",
+        ))
+        return None
+    gate = gates.get(key.decode(errors="replace"))
+    if gate is None:
+        metrics.GATE_INPUTS.labels(input_kind, "unknown_gate").inc()
+        log.warning(
+            "%s: %s[%d]@%d is for gate %r, which the gates file no longer defines; skipped",
+            EVALUATOR, message.topic, message.partition, message.offset, key.decode(errors="replace"),
+        )
+        return None
+    state = states.get(key) or empty_state(gate)
+    updated = apply_input(state, gate, record)
+    metrics.GATE_INPUTS.labels(input_kind, "unchanged" if updated is None else "changed").inc()
+    if updated is None:
+        return None
+    remembered, decision = decide(gate, updated, now)
+    states.put(key, remembered, event)
+    return decision
