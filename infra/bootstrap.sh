@@ -35,3 +35,14 @@ else
   echo "bootstrap: Python dependencies up to date"
 fi
 bash infra/kafka.sh fetch
+
+# The dashboard's browser test drives Debian's chromium (Playwright cannot download a browser here).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  echo "bootstrap: installing Debian's chromium for the dashboard's browser test (about 30 s)"
+  mkdir -p .cache
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+       > .cache/apt-chromium.log 2>&1; then
+    tail -n 20 .cache/apt-chromium.log >&2
+    echo "bootstrap: could not install chromium (full log: .cache/apt-chromium.log); the browser test will fail" >&2
+  fi
+fi

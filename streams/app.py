@@ -34,6 +34,7 @@ from streams.push_api import register_push_api
 from streams.gate_api import register_gate_api
 from streams.gate_config import Gate, describe, load_gates
 from streams.gates import GateTopics, register_gate_agents
+from streams.dashboard_api import register_dashboard_api
 from streams.builds import register_build_agent
 from streams.dead_letter import DeadLetterPublisher
 from streams.settings import CipulseSettings
@@ -195,6 +196,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     register_callback_api(app, gateway=gateway, registry=callback_registry, settings=settings)
     register_ingest_api(app, events=topics.build_events, settings=settings)
     register_push_api(app, status_topic=topics.build_status.get_topic_name(), settings=settings)
+    register_dashboard_api(app, gateway=gateway, directory=settings.dashboard_dir)
 
     async def refresh_lag() -> None:
         """Publish consumer lag (end offset - committed offset) per assigned partition."""

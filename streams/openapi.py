@@ -38,6 +38,8 @@ class Endpoint:
     authenticated: bool = False
     auth_scheme: str = "bearerToken"
     """Which `components.securitySchemes` entry an authenticated endpoint needs."""
+    other_content_types: tuple[str, ...] = ()
+    """Further types a model-less response may have (a static asset is JavaScript or CSS)."""
 
 
 WINDOW = Param("window", "query", "Look-back window: number + unit s|m|h|d, at most 400d (default 24h)", example="24h")
@@ -118,10 +120,10 @@ def all_endpoints() -> tuple[Endpoint, ...]:
     from streams.callback_openapi import CALLBACK_ENDPOINTS
     from streams.ingest_openapi import INGEST_ENDPOINTS
     from streams.push_openapi import PUSH_ENDPOINTS
-
     from streams.gate_openapi import GATE_ENDPOINTS
+    from streams.dashboard_openapi import DASHBOARD_ENDPOINTS
 
-    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS + CALLBACK_ENDPOINTS + INGEST_ENDPOINTS + PUSH_ENDPOINTS + GATE_ENDPOINTS
+    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS + CALLBACK_ENDPOINTS + INGEST_ENDPOINTS + PUSH_ENDPOINTS + DASHBOARD_ENDPOINTS + GATE_ENDPOINTS
 
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
@@ -134,7 +136,10 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             if model is not None:
                 body["content"] = {"application/json": {"schema": _ref(model, schemas)}}
             else:
-                body["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
+                body["content"] = {
+                    content_type: {"schema": {"type": "string"}}
+                    for content_type in (endpoint.content_type, *endpoint.other_content_types)
+                }
             responses[str(status)] = body
         operation: dict[str, Any] = {
             "operationId": endpoint.name,

@@ -105,6 +105,9 @@ class CipulseSettings(BaseSettings):
     sse_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Comment line sent on an idle SSE stream so proxies keep it open"
     )
+    dashboard_dir: Path = Field(
+        default=REPO_ROOT / "dashboards" / "web", description="Folder of the live dashboard page served at /dashboard"
+    )
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
 
     @property
