@@ -33,7 +33,7 @@ from streams.ingest_api import register_ingest_api
 from streams.push_api import register_push_api
 from streams.gate_api import register_gate_api
 from streams.gate_config import Gate, describe, load_gates
-from streams.gates import GateTopics, register_gate_agents
+from streams.gates import GateTopics, register_gate_agents, watches_notifications
 from streams.dashboard_api import register_dashboard_api
 from streams.builds import register_build_agent
 from streams.dead_letter import DeadLetterPublisher
@@ -294,19 +294,26 @@ def load_configured_gates(settings: CipulseSettings) -> list[Gate]:
 def register_gates(
     app: faust.App, settings: CipulseSettings, gateway: ClickHouseGateway, health: SinkHealth, topics: PipelineTopics
 ) -> None:
-    """Router (finals + audits -> gate-inputs), gate agent (-> gate-decisions), decision sink, and the API."""
+    """Router (finals + audits [+ notification requests and receipts] -> gate-inputs), gate agent
+    (-> gate-decisions), decision sink, and the API."""
     gates = load_configured_gates(settings)
     if gates:
+        notify_sources = (
+            (topic_name(settings, NOTIFY_REQUESTS), topic_name(settings, NOTIFY_SIGNALS))
+            if watches_notifications(gates) else ()
+        )
         register_gate_agents(
             app,
             gates=gates,
             topics=GateTopics(
                 sources=_raw_channel(
                     app, topic_name(settings, BUILD_FINALS), topic_name(settings, AUDIT_ALERTS),
-                    topic_name(settings, AUDIT_EVENTS),
+                    topic_name(settings, AUDIT_EVENTS), *notify_sources,
                 ),
                 finals_name=topic_name(settings, BUILD_FINALS),
                 alerts_name=topic_name(settings, AUDIT_ALERTS),
+                requests_name=topic_name(settings, NOTIFY_REQUESTS),
+                signals_name=topic_name(settings, NOTIFY_SIGNALS),
                 inputs=_raw_topic(app, topic_name(settings, GATE_INPUTS)),
                 decisions=_raw_topic(app, topic_name(settings, GATE_DECISIONS)),
             ),

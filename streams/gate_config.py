@@ -80,23 +80,18 @@ class GateRules(_ConfigModel):
     p95_duration: DurationRule | None = None
     no_open_stuck_audit: bool = False
     no_unacknowledged_failure_notification: bool = False
-
-    @field_validator("no_unacknowledged_failure_notification")
-    @classmethod
-    def _not_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(
-                "not available yet: notifier receipts (notify-signals) name a group and a flush, not the "
-                "notifications' project or pipeline, so no gate can tell its own failures apart; remove the rule"
-            )
-        return value
+    """FAIL while a FAILED-build notification of the gate's scope was requested but its receiver
+    has not acknowledged it (pending, in flight, or given up); see `streams.gate_state`."""
 
     @model_validator(mode="after")
     def _some_rule(self) -> GateRules:
-        if not (self.latest_build_succeeded or self.success_rate or self.p95_duration or self.no_open_stuck_audit):
+        if not (
+            self.latest_build_succeeded or self.success_rate or self.p95_duration or self.no_open_stuck_audit
+            or self.no_unacknowledged_failure_notification
+        ):
             raise ValueError(
                 "no rule enabled; set at least one of latest_build_succeeded, success_rate, p95_duration, "
-                "no_open_stuck_audit"
+                "no_open_stuck_audit, no_unacknowledged_failure_notification"
             )
         return self
 
@@ -130,6 +125,13 @@ class Gate(_ConfigModel):
         if not self.rules.no_open_stuck_audit or project != self.project:
             return False
         return self.pipeline is None or pipeline is None or pipeline == self.pipeline
+
+    def covers_notification(self, project: str, pipeline: str | None, branch: str | None) -> bool:
+        """A notification about a build of the gate's scope (a request without a branch, v1, only
+        counts for gates without one, as a build without a branch does)."""
+        if not self.rules.no_unacknowledged_failure_notification or project != self.project:
+            return False
+        return (self.pipeline is None or pipeline == self.pipeline) and (self.branch is None or branch == self.branch)
 
     @property
     def kept_builds(self) -> int:
@@ -203,7 +205,7 @@ def describe(gate: Gate) -> str:
     """One line for `cipulse worker --check-gates` and the start-up log."""
     scope = f"{gate.project}/{gate.pipeline or '*'}@{gate.branch or '*'}"
     rules = gate.rules
-    parts = [f"min {rules.min_builds} build(s)"]
+    parts = [f"min {rules.min_builds} build(s)"] if rules.uses_builds else []
     if rules.latest_build_succeeded:
         parts.append("latest build SUCCEEDED")
     for name, window, bound in (
@@ -220,6 +222,8 @@ def describe(gate: Gate) -> str:
             parts.append(f"{name} {bound} over {over}")
     if rules.no_open_stuck_audit:
         parts.append("no open stuck audit")
+    if rules.no_unacknowledged_failure_notification:
+        parts.append("no unacknowledged failure notification")
     return f"{gate.id}: {scope}: " + ", ".join(parts)
 
 

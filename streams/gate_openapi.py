@@ -13,7 +13,8 @@ from streams.openapi import Endpoint, Param
 
 class GateRuleFailureBody(BaseModel):
     rule: str
-    """min_builds, latest_build_succeeded, success_rate, p95_duration or no_open_stuck_audit."""
+    """min_builds, latest_build_succeeded, success_rate, p95_duration, no_open_stuck_audit or
+    no_unacknowledged_failure_notification."""
     measured: str
     threshold: str
     message: str

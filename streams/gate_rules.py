@@ -4,7 +4,8 @@ Pure functions, no clock and no Kafka: the same state always gives the same eval
 is what makes a replayed input publish nothing new. Vocabulary follows BK-CI's gate results:
 PASS, FAIL (every failing rule listed with its measured value), and PENDING for BK-CI's WAIT
 (fewer final builds than `min_builds`, or no build in the window has a duration yet).
-A stuck audit fails the gate even while builds are still missing: FAIL outranks PENDING.
+A stuck audit, or a failure notification no receiver acknowledged, fails the gate even while
+builds are still missing: FAIL outranks PENDING.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ RULE_LATEST = "latest_build_succeeded"
 RULE_SUCCESS_RATE = "success_rate"
 RULE_P95 = "p95_duration"
 RULE_STUCK_AUDIT = "no_open_stuck_audit"
+RULE_UNACKNOWLEDGED = "no_unacknowledged_failure_notification"
+LISTED_NOTIFICATIONS = 5
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,43 @@ def evaluate(gate: Gate, state: GateState) -> Evaluation:
                 rule=RULE_STUCK_AUDIT, measured=str(len(ids)), threshold="0",
                 message=f"{len(ids)} audit(s) stuck in review: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}",
             ))
+    if rules.no_unacknowledged_failure_notification:
+        unacknowledged = unacknowledged_failure(state)
+        if unacknowledged is not None:
+            failing.append(unacknowledged)
+        inputs["unacknowledged_failure_notifications"] = str(len(state.open_notifications))
+        if state.forgotten_notifications:
+            inputs["forgotten_failure_notifications"] = str(state.forgotten_notifications)
     if failing:
         return Evaluation(GateResult.FAIL, tuple(failing), inputs)
     if pending:
         return Evaluation(GateResult.PENDING, tuple(pending), inputs)
     return Evaluation(GateResult.PASS, (), inputs)
+
+
+def unacknowledged_failure(state: GateState) -> GateRuleFailure | None:
+    """The failing `no_unacknowledged_failure_notification` rule, or None when every one was delivered.
+
+    Open means requested and not acknowledged with a 2xx: pending, in flight (retrying) or given up
+    (dead-lettered). Only a DELIVERED receipt closes one; a later RECOVERED or SUCCEEDED build of the
+    same pipeline does not, because whoever should have heard of the failure still has not.
+    """
+    if not state.open_notifications:
+        return None
+    oldest_first = sorted(state.open_notifications.values(), key=lambda n: (n.requested_at, n.notification_id))
+    gave_up = sum(1 for n in oldest_first if n.gave_up)
+    listed = ", ".join(
+        f"build {n.subject_id} ({n.pipeline or '-'}@{n.branch or '-'}) to {n.subscription_id}"
+        f"{' (given up)' if n.gave_up else ''}"
+        for n in oldest_first[:LISTED_NOTIFICATIONS]
+    )
+    more = f" and {len(oldest_first) - LISTED_NOTIFICATIONS} more" if len(oldest_first) > LISTED_NOTIFICATIONS else ""
+    return GateRuleFailure(
+        rule=RULE_UNACKNOWLEDGED, measured=str(len(oldest_first)), threshold="0",
+        message=f"{len(oldest_first)} failure notification(s) not acknowledged by their receiver "
+        f"({len(oldest_first) - gave_up} pending or in flight, {gave_up} given up): {listed}{more}; "
+        "only a delivery closes one, a later recovery does not",
+    )
 
 
 def decision_changed(state: GateState, evaluation: Evaluation) -> bool:

@@ -5,7 +5,11 @@ pipeline@branch, audit topics by audit id), and a gate may cover a whole project
 partition holds all of one gate's inputs. The router re-keys every input by each gate it
 concerns onto `gate-inputs` (the record's own bytes, keyed by gate id), so one partition, and
 one worker, owns each gate: its `gate-state` table holds the window of final builds and the
-open stuck audits, and the gate agent decides from it alone. The decision sink writes what
+open stuck audits and unacknowledged failure notifications, and the gate agent decides from it
+alone. Notification requests and the notifier's receipts are read only when a gate has the
+`no_unacknowledged_failure_notification` rule: a FAILED request opens a notification in every gate
+covering its project/pipeline/branch, and a DELIVERED / GAVE_UP receipt goes to every such gate of
+the projects it names (`NotifierSignal` v2 lists the flush's notification ids and projects). The decision sink writes what
 reaches `gate-decisions` to ClickHouse for the API's current decision and history.
 
 Guarantees, as everywhere: at-least-once in (each agent acknowledges a batch only after its
@@ -26,7 +30,15 @@ from typing import Any, cast
 import faust
 from faust.types import EventT, StreamT, TableT, TopicT
 
-from schemas import AuditAlert, AuditEvent, BuildStatusChange, DeadLetterKind, GateDecision
+from schemas import (
+    AuditAlert,
+    AuditEvent,
+    BuildStatusChange,
+    DeadLetterKind,
+    GateDecision,
+    NotificationRequest,
+    NotifierSignal,
+)
 from schemas.exceptions import SchemaViolationError, UndecodableError
 from schemas.models import TopLevelRecord
 from schemas.serde import decode, encode
@@ -38,10 +50,14 @@ from streams.dead_letter import DeadLetterPublisher
 from streams.gate_config import Gate
 from streams.gate_rules import decide
 from streams.gate_state import (
+    FAILURE_TRANSITIONS,
+    SETTLING_RECEIPTS,
     GateState,
     apply_audit_alert,
     apply_audit_event,
     apply_final_build,
+    apply_notification_receipt,
+    apply_notification_request,
     dump_gate_state,
     empty_state,
     load_gate_state,
@@ -58,9 +74,12 @@ DECISION_SINK = "gate-decision-sink"
 @dataclass(frozen=True)
 class GateTopics:
     sources: TopicT
-    """build-finals + audit-alerts + audit-events in one channel (the router's input)."""
+    """build-finals + audit-alerts + audit-events (+ notify-requests + notify-signals when a gate has
+    the notification rule, see `watches_notifications`) in one channel (the router's input)."""
     finals_name: str
     alerts_name: str
+    requests_name: str
+    signals_name: str
     inputs: TopicT
     decisions: TopicT
 
@@ -71,7 +90,20 @@ def gates_for(record: TopLevelRecord, gates: Sequence[Gate]) -> list[Gate]:
         return [g for g in gates if g.rules.uses_builds and g.covers_build(record.project, record.pipeline, record.branch)]
     if isinstance(record, AuditAlert | AuditEvent):
         return [g for g in gates if g.covers_audit(record.project, record.pipeline)]
+    if isinstance(record, NotificationRequest):
+        if record.transition not in FAILURE_TRANSITIONS:
+            return []
+        return [g for g in gates if g.covers_notification(record.project, record.pipeline, record.branch)]
+    if isinstance(record, NotifierSignal):
+        if record.kind not in SETTLING_RECEIPTS or not record.notification_ids:
+            return []
+        return [g for g in gates if g.rules.no_unacknowledged_failure_notification and g.project in record.projects]
     return []
+
+
+def watches_notifications(gates: Sequence[Gate]) -> bool:
+    """Whether the router must read notify-requests and notify-signals (otherwise it leaves them alone)."""
+    return any(g.rules.no_unacknowledged_failure_notification for g in gates)
 
 
 def apply_input(state: GateState, gate: Gate, record: TopLevelRecord) -> GateState | None:
@@ -81,11 +113,16 @@ def apply_input(state: GateState, gate: Gate, record: TopLevelRecord) -> GateSta
         return apply_audit_alert(state, gate, record)
     if isinstance(record, AuditEvent):
         return apply_audit_event(state, gate, record)
+    if isinstance(record, NotificationRequest):
+        return apply_notification_request(state, gate, record)
+    if isinstance(record, NotifierSignal):
+        return apply_notification_receipt(state, gate, record)
     return None
 
 
 _INPUT_KINDS: dict[type[TopLevelRecord], str] = {
     BuildStatusChange: "build", AuditAlert: "audit_alert", AuditEvent: "audit_event",
+    NotificationRequest: "notification_request", NotifierSignal: "notification_receipt",
 }
 
 
@@ -109,15 +146,16 @@ def register_gate_agents(
     router_dead = DeadLetterPublisher(dead_letter_topic, ROUTER)
     dead_letters = DeadLetterPublisher(dead_letter_topic, EVALUATOR)
     sink_dead = DeadLetterPublisher(dead_letter_topic, DECISION_SINK)
+    source_types: dict[str, type[TopLevelRecord]] = {
+        topics.finals_name: BuildStatusChange, topics.alerts_name: AuditAlert,
+        topics.requests_name: NotificationRequest, topics.signals_name: NotifierSignal,
+    }
 
     async def route_gate_inputs(stream: StreamT[Any]) -> None:
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
             deliveries: list[Awaitable[Any]] = []
             for event in events:
-                expected: type[TopLevelRecord] = (
-                    BuildStatusChange if event.message.topic == topics.finals_name
-                    else AuditAlert if event.message.topic == topics.alerts_name else AuditEvent
-                )
+                expected = source_types.get(event.message.topic, AuditEvent)
                 record = await router_dead.decode_or_reject(event, expected, deliveries)
                 if record is None:
                     continue
@@ -191,7 +229,8 @@ async def _evaluate_one(
     if input_kind is None:
         deliveries.append(await dead_letters.publish(
             event, DeadLetterKind.SCHEMA_VIOLATION,
-            f"a {type(record).__name__} is not a gate input; gate-inputs carries BuildStatusChange, AuditAlert or AuditEvent",
+            f"a {type(record).__name__} is not a gate input; gate-inputs carries BuildStatusChange, AuditAlert, "
+            "AuditEvent, NotificationRequest or NotifierSignal",
         ))
         return None
     gate = gates.get(key.decode(errors="replace"))

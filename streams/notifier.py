@@ -10,7 +10,11 @@ topics, both keyed by group key: notification requests from the requester, and s
   `in_flight` in one table write. After the batch commits, it hands the flush to the sender.
 - DELIVERED / GAVE_UP are the sender's receipts. A delivered flush is written to the log, so
   a redelivered request can never be sent again. A given-up flush goes to the dead-letter
-  topic with its last error. Every attempt goes to ClickHouse. A group sends one message at a
+  topic with its last error. Receipts name the flush's notifications and projects, for the
+  quality gates' "no unacknowledged failure notification" rule; so that rule also hears about a
+  request that is never sent, the agent answers such a request itself with a receipt without
+  a flush id: DELIVERED for one the log already holds, GAVE_UP for one it dead-letters (group
+  full, subscription gone). The agent ignores these answers when they come back. Every attempt goes to ClickHouse. A group sends one message at a
   time: the receipt's table write schedules the group's next look (at once when a full
   message waits), so a backlog drains without waiting for another request.
 
@@ -119,7 +123,7 @@ def register_notifier_agent(
                 if event.message.topic == signals_name:
                     await _on_signal(event, runtime, dead_letters, groups, sent, batch)
                 else:
-                    await _on_request(event, runtime, dead_letters, topics.requests, groups, sent, batch)
+                    await _on_request(event, runtime, dead_letters, topics, groups, sent, batch)
             await asyncio.gather(*batch.deliveries)
             if batch.rows:
                 rows = batch.rows
@@ -173,6 +177,11 @@ def register_notifier_agent(
         await runtime.drain(timeout=5.0)
 
 
+def _message_key(event: EventT[Any]) -> bytes:
+    key = event.message.key
+    return key if isinstance(key, bytes) else str(key or "").encode()
+
+
 def _rebuild(runtime: NotifierRuntime, groups_table: TableT[bytes, Any], now: datetime) -> None:
     """Re-derive the due index and the orphans from the table (start, rebalance)."""
     looks: list[tuple[str, datetime | None]] = []
@@ -191,11 +200,22 @@ def _rebuild(runtime: NotifierRuntime, groups_table: TableT[bytes, Any], now: da
     log.info("notifier: %d group(s) to watch, %d message(s) in flight", len(runtime.index), len(orphans))
 
 
+async def _answer_unsent(
+    topics: NotifierTopics, key: bytes, request: NotificationRequest, kind: NotifierSignalKind, reason: str
+) -> Awaitable[Any]:
+    """A receipt without a flush for a request the agent will not send (for quality gates only)."""
+    answer = NotifierSignal(
+        kind=kind, group_key=key.decode(errors="replace"), reason=reason, signalled_at=datetime.now(UTC),
+        notification_ids=[request.notification_id], projects=[request.project],
+    )
+    return await topics.signals.send(key=key, value=encode(answer))
+
+
 async def _on_request(
     event: EventT[Any],
     runtime: NotifierRuntime,
     dead_letters: DeadLetterPublisher,
-    requests_topic: TopicT,
+    topics: NotifierTopics,
     groups: BatchStates[NotifierGroup],
     sent: TableNotificationLog,
     batch: _Batch,
@@ -211,10 +231,13 @@ async def _on_request(
             f"subscription {request.subscription_id!r} is not in the subscription file any more; "
             "restore it and replay this record to send the notification",
         ))
+        batch.deliveries.append(await _answer_unsent(
+            topics, _message_key(event), request, NotifierSignalKind.GAVE_UP, "subscription not configured",
+        ))
         return
     key = request_key(request, runtime.subscriptions)
     if key != event.message.key:  # the subscription's group_by changed since it was requested
-        batch.deliveries.append(await requests_topic.send(key=key, value=event.value))
+        batch.deliveries.append(await topics.requests.send(key=key, value=event.value))
         return
     now = datetime.now(UTC)
     entry = groups.get(key)
@@ -229,8 +252,12 @@ async def _on_request(
             f"(max_pending {subscription.grouping.max_pending}); receiver behind or down. "
             "Replay this record to the notify-requests topic once the group has drained",
         ))
+        batch.deliveries.append(await _answer_unsent(
+            topics, key, request, NotifierSignalKind.GAVE_UP, f"group full (max_pending {subscription.grouping.max_pending})",
+        ))
         return
     if outcome is RequestOutcome.ALREADY_SENT:
+        batch.deliveries.append(await _answer_unsent(topics, key, request, NotifierSignalKind.DELIVERED, "already delivered"))
         batch.rows.append(suppressed_row(request, now))
         log.info("notification %s for %s already delivered; not sent again",
                  request.notification_id[:12], subscription.id)
@@ -257,6 +284,8 @@ async def _on_signal(
             await _flush(event, key, entry, runtime, dead_letters, groups, sent, batch, now)
         return
     if signal.flush_id is None:
+        if signal.notification_ids:
+            return  # this agent's own answer to a request it did not send; only quality gates read it
         batch.deliveries.append(await dead_letters.publish(
             event, DeadLetterKind.SCHEMA_VIOLATION, f"{signal.kind.value} receipt without a flush_id"
         ))

@@ -116,6 +116,8 @@ class NotifierRuntime:
                 attempts=list(result.attempts),
                 reason="" if result.delivered else (result.last_error or "gave up"),
                 signalled_at=datetime.now(UTC),
+                notification_ids=[n.notification_id for n in flush.notifications],
+                projects=sorted({n.project for n in flush.notifications}),
             )
             for attempt in result.attempts:
                 metrics.NOTIFICATION_ATTEMPTS.labels(result.channel.value, attempt.outcome).inc()

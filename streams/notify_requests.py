@@ -63,6 +63,7 @@ def build_requests(
                 body=_build_body(change, last_final_status_of_pipeline, transition),
                 links=dict(links or {}),
                 created_at=now,
+                branch=change.branch,
             )
         )
     return requests

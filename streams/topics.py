@@ -76,14 +76,15 @@ NOTIFY_REQUESTS = TopicSpec(
     "group key",
     "NotificationRequest",
     "notification requester (one per subscription that wants a transition)",
-    "notification grouping agent",
+    "notification grouping agent; gate router (FAILED requests, for no_unacknowledged_failure_notification)",
 )
 NOTIFY_SIGNALS = TopicSpec(
     "notify-signals",
     "group key",
     "NotifierSignal",
-    "notification grouping timer (FLUSH_DUE), notification sender (DELIVERED, GAVE_UP receipts)",
-    "notification grouping agent",
+    "notification grouping timer (FLUSH_DUE), notification sender (DELIVERED, GAVE_UP receipts naming their "
+    "notifications), grouping agent (flush-less receipts for requests it does not send)",
+    "notification grouping agent; gate router (receipts, for no_unacknowledged_failure_notification)",
 )
 RETRY_REQUESTS = TopicSpec(
     "retry-requests",
@@ -95,8 +96,9 @@ RETRY_REQUESTS = TopicSpec(
 GATE_INPUTS = TopicSpec(
     "gate-inputs",
     "gate id",
-    "BuildStatusChange | AuditAlert | AuditEvent (the input record's own bytes)",
-    "gate router (build-finals, audit-alerts and audit-events re-keyed by every gate they concern)",
+    "BuildStatusChange | AuditAlert | AuditEvent | NotificationRequest | NotifierSignal (the input record's own bytes)",
+    "gate router (build-finals, audit-alerts, audit-events, notify-requests and notify-signals re-keyed by every "
+    "gate they concern)",
     "gate agent (gate-state table)",
 )
 GATE_DECISIONS = TopicSpec(

@@ -1,4 +1,7 @@
-"""`NotificationRequest`: one notification to deliver. Mirrors `notification_request.v1.avsc`."""
+"""`NotificationRequest`: one notification to deliver. Mirrors `notification_request.v2.avsc`.
+
+v2 adds `branch` (a build's branch), so a quality gate of one branch counts only its own failures.
+"""
 
 from __future__ import annotations
 
@@ -29,3 +32,5 @@ class NotificationRequest(TopLevelRecord):
     body: str
     links: dict[str, str] = Field(default_factory=dict)
     created_at: UtcTimestamp
+    branch: str | None = None
+    """BUILD subjects: the build's branch; None for audits, builds without one, and v1 requests."""

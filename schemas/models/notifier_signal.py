@@ -1,6 +1,7 @@
 """`NotifierSignal`: a tick or a delivery receipt for one notification group.
 
-Mirrors `notifier_signal.v1.avsc`.
+Mirrors `notifier_signal.v2.avsc` (v2 adds `notification_ids` and `projects` to receipts, so quality
+gates know which notifications a flush settled; v1 receipts read with both empty).
 """
 
 from __future__ import annotations
@@ -35,3 +36,7 @@ class NotifierSignal(TopLevelRecord):
     attempts: list[DeliveryAttempt] = Field(default_factory=list)
     reason: str = ""
     signalled_at: UtcTimestamp
+    notification_ids: list[str] = Field(default_factory=list)
+    """DELIVERED / GAVE_UP: every notification the flush carried (empty in v1 receipts and FLUSH_DUE)."""
+    projects: list[str] = Field(default_factory=list)
+    """DELIVERED / GAVE_UP: the distinct projects of those notifications, sorted."""

@@ -5,18 +5,22 @@ gates file stops the worker before it starts."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness import REPO, KafkaBroker, WorkerProcess, consume_records, http_json, records_within, wait_until
-from schemas import BuildEvent, BuildScope, BuildStatus, GateDecision, decode
+from schemas import BuildEvent, BuildScope, BuildStatus, GateDecision, NotificationRequest, decode
 from streams.producer import BuildEventProducer
+from webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +152,72 @@ def test_a_bad_gates_file_stops_the_worker_with_every_problem(kafka: KafkaBroker
     err = done.stderr.decode()
     assert f"{bad}: gate 'g' (entry 1): field rules.success_rate: Value error, give last_builds" in err
     assert f"{bad}: gate 'g' (entry 1): field rules.p95_duration.at_most: Value error, 10 has no unit" in err
+
+
+NOTIFY_GATES_FILE = """
+gates:
+  - id: deploy-alerts
+    project: payments
+    pipeline: deploy
+    branch: main
+    rules: {no_unacknowledged_failure_notification: true}
+  - id: feature-alerts
+    project: payments
+    branch: feature
+    rules: {no_unacknowledged_failure_notification: true}
+"""
+
+
+def current_result(worker: WorkerProcess, gate_id: str) -> str | None:
+    status, body = http_json(f"{worker.api}/gates/{gate_id}")
+    return str(body["result"]) if status == 200 else None
+
+
+def test_an_unacknowledged_failure_notification_fails_the_gate_until_it_is_delivered(
+    worker_factory: Any, tmp_path: Path
+) -> None:
+    acknowledge = threading.Event()
+    with webhook_receiver(lambda n: 204 if acknowledge.is_set() else 503) as receiver:
+        subscriptions = tmp_path / "subscriptions.json"
+        subscriptions.write_text(json.dumps({"subscriptions": [{
+            "id": "oncall",
+            "transitions": ["failed", "recovered"],
+            "channel": {"type": "webhook", "url": receiver.url},
+            "grouping": {"group_wait": "200ms", "group_interval": "500ms"},
+            "delivery": {"max_attempts": 100, "initial_backoff": "100ms", "max_backoff": "300ms", "timeout": "2s"},
+        }]}))
+        gates = tmp_path / "gates.yaml"
+        gates.write_text(NOTIFY_GATES_FILE)
+        worker: WorkerProcess = worker_factory(
+            CIPULSE_NOTIFY_SUBSCRIPTIONS_FILE=str(subscriptions), CIPULSE_GATES_FILE=str(gates),
+        )
+        producer = BuildEventProducer(worker.bootstrap, worker.topic("build-events"))
+        for event in build(1, BuildStatus.FAILED):
+            producer.send(event)
+        producer.flush()
+        [failed] = decisions(worker, 1)
+        assert (failed.gate, failed.result.value) == ("deploy-alerts", "FAIL")
+        assert [f.rule for f in failed.failing] == ["no_unacknowledged_failure_notification"]
+        assert "build gate-build-1-main (deploy@main) to oncall" in failed.failing[0].message
+        wait_until(lambda: receiver.count() >= 2 or None, 30, "the receiver to refuse the notification twice")
+
+        # The pipeline recovers while the failure notification is still unacknowledged: still FAIL.
+        for event in build(2, BuildStatus.SUCCEEDED):
+            producer.send(event)
+        producer.flush()
+        requests = consume_records(worker.bootstrap, worker.topic("notify-requests"), 2)
+        assert sorted(decode(r.value(), NotificationRequest).transition.value for r in requests) == ["FAILED", "RECOVERED"]
+        wait_until(lambda: current_result(worker, "deploy-alerts") == "FAIL" or None, 30, "the API to answer FAIL")
+
+        acknowledge.set()  # the receiver answers 2xx from now on
+        wait_until(lambda: current_result(worker, "deploy-alerts") == "PASS" or None, 60, "PASS after the delivery")
+        delivered = [r for r in receiver.requests if "FAILED" in [n["transition"] for n in r.json["notifications"]]]
+        assert len(delivered) >= 3  # two or more refusals, then the acknowledged attempt
+    later = [(m.key(), decode(m.value(), GateDecision)) for m in
+             records_within(worker.bootstrap, worker.topic("gate-decisions"), 2.0)]
+    assert [d.result.value for key, d in later if key == b"deploy-alerts"] == ["FAIL", "PASS"]
+    passed = [d for key, d in later if key == b"deploy-alerts"][1]
+    assert passed.previous_result == "FAIL" and passed.failing == []
+    assert passed.inputs["unacknowledged_failure_notifications"] == "0"
+    # The feature-branch gate never counted this failure (receipts of its project reach it, and pass it).
+    assert {d.result.value for key, d in later if key == b"feature-alerts"} <= {"PASS"}

@@ -31,7 +31,9 @@ PUBLISHED_FINGERPRINTS = {
     "dead_letter.v1.avsc": "588bdfb23ca51d78",
     "gate_decision.v1.avsc": "50e65276d3c3ff3d",
     "notification_request.v1.avsc": "5da54bdbfbbaa4fc",
+    "notification_request.v2.avsc": "cb27dd0a2ea1d610",
     "notifier_signal.v1.avsc": "80841eb7fc4cad0a",
+    "notifier_signal.v2.avsc": "924eb041bd4c9844",
     "retry_request.v1.avsc": "a23ad0f25bc8a8b6",
 }
 

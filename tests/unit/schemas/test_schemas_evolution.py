@@ -85,3 +85,26 @@ def test_minimal_v1_build_event_gets_every_optional_field_defaulted() -> None:
     decoded = decode(encode_dict("io.cipulse.BuildEvent", minimal, version=1), BuildEvent)
     assert decoded.environment == {} and decoded.executor_labels == {}
     assert decoded.stage_id is None and decoded.duration_ms is None
+
+
+def test_v1_notifier_receipt_decodes_with_no_notification_ids_or_projects() -> None:
+    """A receipt written before v2 (an old sender, or one still in the topic) names no notifications."""
+    from schemas import NotifierSignal, NotifierSignalKind
+
+    v1 = {"kind": "DELIVERED", "group_key": 's{project="p"}', "flush_id": "f-1", "attempts": [], "reason": "",
+          "signalled_at": V1_FIELDS["event_time"]}
+    payload = encode_dict("io.cipulse.NotifierSignal", v1, version=1)
+    assert payload[2:10] == get_catalog().version("io.cipulse.NotifierSignal", 1).fingerprint
+    decoded = decode(payload, NotifierSignal)
+    assert decoded.kind is NotifierSignalKind.DELIVERED and decoded.flush_id == "f-1"
+    assert decoded.notification_ids == [] and decoded.projects == []
+
+
+def test_v1_notification_request_decodes_without_a_branch() -> None:
+    from schemas import NotificationRequest
+
+    v1 = {"notification_id": "n-1", "subscription_id": "s", "subject_kind": "BUILD", "subject_id": "b-1",
+          "project": "p", "pipeline": "ci", "transition": "FAILED", "status": "FAILED", "version": 3,
+          "channel": "WEBHOOK", "title": "t", "body": "", "links": {}, "created_at": V1_FIELDS["event_time"]}
+    decoded = decode(encode_dict("io.cipulse.NotificationRequest", v1, version=1), NotificationRequest)
+    assert decoded.branch is None and decoded.pipeline == "ci"

@@ -218,6 +218,15 @@ EXAMPLES: list[TopLevelRecord] = [
         reason="ClientConnectorError on attempt 2 of 2", signalled_at=T0,
     ),
     NotifierSignal(kind=NotifierSignalKind.FLUSH_DUE, group_key="s-1{}", signalled_at=T0),
+    NotifierSignal(
+        kind=NotifierSignalKind.DELIVERED, group_key="s-1{}", flush_id="f-2", signalled_at=T0,
+        notification_ids=["n-1", "n-2"], projects=["cipulse", "web"],
+    ),
+    NotificationRequest(
+        notification_id="n-2", subscription_id="s-1", subject_kind="BUILD", subject_id="b-2",
+        project="cipulse", pipeline="ci", transition=NotificationTransition.FAILED, status="FAILED", version=3,
+        channel=NotificationChannel.WEBHOOK, title="Build failed", body="", created_at=T0, branch="main",
+    ),
     RetryRequest(
         retry_id="r-1", build_id="b-1", project="cipulse", pipeline="ci", original_status="FAILED", branch="main",
         commit_sha="abc123", trigger_reason="PUSH", trigger_user="alice", variables={"TARGET": "prod"},

@@ -42,7 +42,7 @@ def test_every_problem_is_listed_with_file_gate_and_field() -> None:
     assert "gates.yaml: gate entry 3 (no id): field id: Field required" in text
     assert "field rules.p95_duration.at_most: Value error, 600 has no unit" in text
     assert "gates.yaml: gate 'b' (entry 4): field rules: Value error, no rule enabled" in text
-    assert "gate 'c' (entry 5): field rules.no_unacknowledged_failure_notification: Value error, not available yet" in text
+    assert "field rules.no_unacknowledged_failure_notification" not in text  # accepted: receipts name their notifications
     assert "gate 'c' (entry 5): field rules.typo: Extra inputs are not permitted" in text
     assert "gates.yaml: gate entry 6 (no id): must be a mapping, got str" in text
 
@@ -83,3 +83,19 @@ def test_check_gates_prints_the_gates_or_refuses_a_bad_file(tmp_path: Path, caps
     bad.write_text("gates:\n  - id: x\n    project: p\n    rules: {success_rate: {at_least: 2, last_builds: 3}}\n")
     assert main(["worker", "--check-gates", "--gates", str(bad)]) == 1
     assert f"{bad}: gate 'x' (entry 1): field rules.success_rate.at_least" in capsys.readouterr().err
+
+
+def test_the_notification_rule_alone_is_a_gate_and_covers_only_its_scope() -> None:
+    [gate, project_wide] = parse_gates({"gates": [
+        {"id": "n", "project": "p", "pipeline": "deploy", "branch": "main",
+         "rules": {"no_unacknowledged_failure_notification": True}},
+        {"id": "w", "project": "p", "rules": {"no_unacknowledged_failure_notification": True}},
+    ]}, "g.yaml")
+    assert not gate.rules.uses_builds
+    assert gate.covers_notification("p", "deploy", "main")
+    assert not gate.covers_notification("p", "deploy", "feature")
+    assert not gate.covers_notification("p", "deploy", None)  # a v1 request names no branch
+    assert not gate.covers_notification("p", "other", "main")
+    assert not gate.covers_notification("q", "deploy", "main")
+    assert project_wide.covers_notification("p", "other", None)
+    assert describe(gate) == "n: p/deploy@main: no unacknowledged failure notification"
