@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
 from faust.web import Request, Response, View
 from pydantic import BaseModel
 
@@ -16,7 +18,7 @@ from sinks.gateway import ClickHouseGateway
 
 from streams import api_models as m
 from streams import metrics
-from streams.exceptions import ApiRequestError
+from streams.exceptions import ApiRequestError, RequestBodyRefused
 from streams.query_params import parse_name, parse_window, reject_unknown
 from streams.settings import CipulseSettings
 
@@ -53,6 +55,27 @@ def admin_problem(request: Request, settings: CipulseSettings, what: str) -> str
     if not hmac.compare_digest(token.encode(), settings.admin_token.get_secret_value().encode()):
         return "wrong bearer token"
     return None
+
+
+async def json_body(request: Request, empty: Any) -> Any:
+    """The request's JSON body (`empty` when there is none); `RequestBodyRefused` otherwise.
+
+    Every way a client's body can be unreadable is the client's mistake and gets a JSON error:
+    over aiohttp's 1 MiB limit (413; aiohttp's own answer would be plain text), not UTF-8, not
+    JSON, or nested deeper than the parser's stack (422; these used to escape as a 500).
+    """
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise RequestBodyRefused(413, f"the body is too large for this endpoint: {exc.text}") from exc
+    if not raw:
+        return empty
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestBodyRefused(422, f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise RequestBodyRefused(422, "body is not JSON this API can read: arrays/objects nest too deeply") from exc
 
 
 def window_view(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 from schemas.serde import encode
 from sinks import audit_queries
 from sinks.gateway import ClickHouseGateway
-from streams.api_responses import admin_problem, answer, error
+from streams.api_responses import admin_problem, answer, error, json_body
 from streams.audit_detection import AuditPolicy
 from streams.audit_openapi import (
     AuditStatsBody,
@@ -29,7 +28,7 @@ from streams.audit_openapi import (
 from streams.audit_state import RepairRefused, validate_manual_repair
 from streams.audit_transitions import AuditStatus
 from streams.audits import load_audit
-from streams.exceptions import ApiRequestError
+from streams.exceptions import ApiRequestError, RequestBodyRefused
 from streams.query_params import parse_limit, parse_name, parse_window, reject_unknown
 from streams.settings import CipulseSettings
 
@@ -100,10 +99,10 @@ def register_audit_api(
             if refusal:
                 return error(self, "repair_audit", 401, refusal)
             try:
-                payload = json.loads(await request.read() or b"null")
+                payload = await json_body(request, None)
                 repair = RepairRequest.model_validate(payload)
-            except json.JSONDecodeError as exc:
-                return error(self, "repair_audit", 422, f"body is not JSON: {exc}")
+            except RequestBodyRefused as exc:
+                return error(self, "repair_audit", exc.status, str(exc))
             except ValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
                 return error(self, "repair_audit", 422, f"invalid repair request: {problems}")

@@ -7,7 +7,6 @@ one the worker's own dispatcher cache is invalidated, so the change applies to i
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,11 +19,11 @@ from sinks import callback_queries
 from sinks.callback_rows import STATUS_ACTIVE, STATUS_DELETED, CallbackSubscriptionRow
 from sinks.callback_writer import write_subscription
 from sinks.gateway import ClickHouseGateway
-from streams.api_responses import admin_problem, answer, error
+from streams.api_responses import admin_problem, answer, error, json_body
 from streams.callback_openapi import CallbackBody, CallbackDeliveriesBody, CallbackListBody
 from streams.callback_subscriptions import CallbackCreate, callback_id_for, created, next_version
 from streams.callbacks import CallbackRegistry
-from streams.exceptions import ApiRequestError
+from streams.exceptions import ApiRequestError, RequestBodyRefused
 from streams.query_params import parse_limit, parse_name, reject_unknown
 from streams.settings import CipulseSettings
 
@@ -84,9 +83,9 @@ def register_callback_api(
             if refusal:
                 return error(self, endpoint, 401, refusal)
             try:
-                ask = CallbackCreate.model_validate(json.loads(await request.read() or b"{}"))
-            except json.JSONDecodeError as exc:
-                return error(self, endpoint, 422, f"body is not JSON: {exc}")
+                ask = CallbackCreate.model_validate(await json_body(request, {}))
+            except RequestBodyRefused as exc:
+                return error(self, endpoint, exc.status, str(exc))
             except ValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
                 return error(self, endpoint, 422, f"invalid callback: {problems}")

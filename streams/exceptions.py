@@ -23,6 +23,14 @@ class IngestRefused(StreamsError):
         self.status = status
 
 
+class RequestBodyRefused(StreamsError):
+    """A state-changing API call's body cannot be read as JSON (422) or is too large (413)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class StreamPositionError(ApiRequestError):
     """A push-stream resume position (`Last-Event-ID`) cannot be read or does not fit the topic."""
 

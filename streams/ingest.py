@@ -125,6 +125,10 @@ def validate_events(items: Sequence[Any], batch: bool) -> list[BuildEvent]:
     for index, item in enumerate(items):
         try:
             events.append(BuildEvent.model_validate_json(json.dumps(item)))
+        except RecursionError:  # json.dumps of an item nested almost as deep as json.loads allows
+            problems.append(IngestProblem(
+                index=index if batch else None, field="<event>", message="nested too deeply to be a BuildEvent",
+            ))
         except ValidationError as exc:
             for detail in exc.errors(include_url=False):
                 field = ".".join(str(part) for part in detail.get("loc", ())) or "<event>"
@@ -155,3 +159,5 @@ def _load_json(body: bytes, expected: str) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise IngestRefused(422, f"the body is not JSON ({exc}): send {expected}") from exc
+    except RecursionError as exc:  # e.g. 4 MB of '[': the stack, not the body limit, gives out first
+        raise IngestRefused(422, f"the body nests arrays/objects too deeply to be read: send {expected}") from exc

@@ -26,8 +26,9 @@ from schemas.serde import encode
 from sinks import context_queries
 from sinks.context_rows import BUILD_CONTEXT_TABLE, BuildContextRow
 from sinks.gateway import ClickHouseGateway
-from streams.api_responses import admin_problem, answer, error, window_view
+from streams.api_responses import admin_problem, answer, error, json_body, window_view
 from streams.builds import load_state
+from streams.exceptions import RequestBodyRefused
 from streams.retention_cache import RetentionCache
 from streams.retry_assessment import Assessment, RetryAssessor
 from streams.retry_eligibility import Eligibility
@@ -88,10 +89,10 @@ def register_retry_api(
             if refusal:
                 return error(self, endpoint, 401, refusal)
             try:
-                payload = json.loads(await request.read() or b"{}")
+                payload = await json_body(request, {})
                 ask = RetryRequestBody.model_validate(payload)
-            except json.JSONDecodeError as exc:
-                return error(self, endpoint, 422, f"body is not JSON: {exc}")
+            except RequestBodyRefused as exc:
+                return error(self, endpoint, exc.status, str(exc))
             except ValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
                 return error(self, endpoint, 422, f"invalid retry request: {problems}")
