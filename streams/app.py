@@ -37,6 +37,7 @@ from streams.gates import GateTopics, register_gate_agents, watches_notification
 from streams.dashboard_api import register_dashboard_api
 from streams.builds import register_build_agent
 from streams.dead_letter import DeadLetterPublisher
+from streams.faust_patches import CipulseApp
 from streams.settings import CipulseSettings
 from streams.sink_agent import SinkHealth, register_sink_agent
 from streams.audit_detection import AuditPolicy
@@ -78,7 +79,8 @@ class PipelineTopics:
 
 def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.App:
     store = "rocksdb://" if settings.table_store == "rocksdb" else "memory://"
-    app = faust.App(
+    # CipulseApp: faust.App whose consumer never commits past unprocessed records (streams.faust_patches)
+    app = CipulseApp(
         settings.app_id,
         broker=settings.kafka_url,
         store=store,

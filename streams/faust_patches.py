@@ -1,0 +1,222 @@
+"""A Faust consumer that never commits past a record it did not process.
+
+Checked against faust-streaming 0.15.3 (``faust/transport/consumer.py``) with aiokafka 0.14.
+
+Why: after a kill -9 + restart and the rebalance that follows, the stock consumer could
+commit offsets past records that were never handed to an agent, so they were silently
+lost (worker restart test: ~36 build-events per partition gone, no change sets, no dead
+letters). Two pieces of stock behaviour combine:
+
+* ``Consumer._drain_messages`` treats a jump in delivered offsets (a record dropped by
+  ``getmany`` when flow stops / the generation changes / the partition is not active, or
+  a fetch position ahead of the seek) as a *gap*, i.e. offsets that do not exist, and
+  ``_new_offset`` later counts gap offsets as acked. That is right for compacted topics
+  and transaction markers, wrong for our append-only, non-transactional input topics.
+* ``Consumer._new_offset`` returns ``None`` only when ``min(acked) - committed > 1``;
+  ``committed`` is the *next* offset to read, so one unacked offset at the head (the
+  committed offset itself) is committed past -- whether it was never delivered or is
+  still being processed.
+
+The defence, in a subclass wired in through the app's transport (Faust has no
+``consumer`` class setting; ``App._new_transport`` is the only hook):
+
+* ``_new_offset`` is strict: no commit while the committed offset itself is unacked
+  (``min(acked) > committed``).
+* ``getmany`` tracks the next offset it expects per partition (reset by every seek). When
+  an acked topic's partition jumps ahead, it logs a WARNING and seeks the partition back
+  to the expected offset instead of letting the drain loop record a gap -- at most
+  MAX_SEEK_BACKS times per (partition, offset). If the jump still repeats from that offset, the offsets really do
+  not exist (retention, compaction, transaction markers): it logs a WARNING naming the
+  range and marks the range as a gap *including* the expected offset, so the strict
+  ``_new_offset`` does not stall on it.
+* Every gap the stock drain loop still records is logged as a WARNING.
+
+If the installed Faust is not the version this was checked against, ``check_faust_version``
+logs an ERROR at worker start: re-read ``_new_offset``, ``_add_gap``, ``getmany``,
+``seek``/``perform_seek`` and ``_drain_messages`` before trusting these overrides.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Optional
+
+import faust
+from faust.transport import drivers as faust_drivers
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
+from faust.utils.functional import consecutive_numbers
+from intervaltree import IntervalTree
+
+log = logging.getLogger(__name__)
+
+CHECKED_FAUST_VERSION = "0.15.3"
+# seek-backs per (partition, offset) before a hole is accepted as offsets that do not exist
+MAX_SEEK_BACKS = 2
+
+
+def check_faust_version(version: str | None = None) -> bool:
+    """True when the installed Faust is the version these overrides were checked against."""
+    installed = version if version is not None else faust.__version__
+    if installed != CHECKED_FAUST_VERSION:
+        log.error(
+            "streams.faust_patches was checked against faust-streaming %s but %s is installed: "
+            "re-check Consumer._new_offset/_add_gap/getmany/seek/_drain_messages before relying on it",
+            CHECKED_FAUST_VERSION, installed,
+        )
+        return False
+    return True
+
+
+def strict_new_offset(acked: list[int], gaps: IntervalTree, committed: Optional[int]) -> Optional[int]:
+    """The offset to commit for one partition, or None; mutates `acked` and `gaps` as Faust does.
+
+    Same as faust 0.15.3 ``Consumer._new_offset`` except that nothing is committed while
+    the committed offset (the next one to read) is neither acked nor a gap.
+    """
+    if not acked:
+        return None
+    max_offset = max(acked)
+    if gaps:
+        candidates = sorted(gaps.overlap(0, max_offset), key=lambda entry: entry.begin)
+        if candidates:
+            filled: list[int] = []
+            for entry in candidates:
+                filled.extend(range(entry.begin, entry.end))
+            acked.extend(filled)
+            gaps.chop(0, max(filled[-1], max_offset + 1))
+    acked.sort()
+    if committed is not None and acked[0] > committed:
+        return None
+    batch = next(consecutive_numbers(acked))
+    acked[: len(batch)] = []
+    return batch[-1] + 1
+
+
+class NoSilentSkipConsumer(faust_aiokafka.Consumer):
+    """aiokafka consumer that seeks back over delivery holes and commits only contiguous acks."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._expected_offset: dict[TP, int] = {}
+        self._sought_back: dict[tuple[TP, int], int] = {}
+
+    # -- commit side ------------------------------------------------------------------
+
+    def _new_offset(self, tp: TP) -> Optional[int]:
+        acked = self._acked[tp]
+        offset = strict_new_offset(acked, self._gap[tp], self._committed_offset[tp])
+        if offset is not None:
+            # strict_new_offset dropped the committed batch from `acked`; keep the index in step
+            self._acked_index[tp].intersection_update(acked)
+        return offset
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        log.warning(
+            "offsets %d..%d of %s skipped in delivery and recorded as a gap (treated as acked); committed=%s",
+            offset_from, offset_to, tp, self._committed_offset[tp],
+        )
+        await super()._add_gap(tp, offset_from, offset_to)
+
+    async def _add_gap_inclusive(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Like `_add_gap`, but the committed offset itself may be part of the gap."""
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            offset_from = max(offset_from, committed)
+        if offset_from <= offset_to:
+            gaps = self._gap[tp]
+            gaps.addi(offset_from, offset_to + 1)
+            gaps.merge_overlaps()
+
+    # -- delivery side ----------------------------------------------------------------
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._expect(partition, offset)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        # perform_seek's source of truth: the offsets it sets as read and committed offsets
+        committed = await super().seek_to_committed()
+        for tp, offset in committed.items():
+            self._expect(tp, offset)
+        return committed
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._expected_offset.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    def _expect(self, tp: TP, offset: Optional[int]) -> None:
+        if offset is None or offset < 0:
+            self._expected_offset.pop(tp, None)
+        else:
+            self._expected_offset[tp] = offset
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        rewound: set[TP] = set()  # the rest of this batch is fetched again after the seek
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        async for tp, message in super().getmany(timeout):
+            if tp in rewound:
+                continue
+            offset = message.offset
+            expected = self._expected_offset.get(tp)
+            if expected is not None and offset > expected and acks_enabled_for(message.topic):
+                if await self._on_hole(tp, expected, offset):
+                    rewound.add(tp)
+                    continue
+            if expected is None or offset >= expected:
+                self._expected_offset[tp] = offset + 1
+            yield tp, message
+
+    async def _seek_back(self, tp: TP, offset: int) -> None:
+        """`seek`, but run in the aiokafka consumer's own thread (its fetcher is not thread-safe)."""
+        thread = self._thread
+
+        async def in_thread() -> None:
+            thread._ensure_consumer().seek(tp, offset)
+
+        await thread.call_thread(in_thread)
+        self._read_offset[tp] = offset if offset else None
+        self._expect(tp, offset)
+
+    async def _on_hole(self, tp: TP, expected: int, offset: int) -> bool:
+        """Handle offsets expected..offset-1 never delivered; True when the partition was rewound."""
+        attempts = self._sought_back.get((tp, expected), 0)
+        if attempts < MAX_SEEK_BACKS:
+            self._sought_back[(tp, expected)] = attempts + 1
+            log.warning(
+                "offsets %d..%d of %s were not delivered (next delivered: %d); seeking back to %d",
+                expected, offset - 1, tp, offset, expected,
+            )
+            await self._seek_back(tp, expected)
+            return True
+        log.warning(
+            "offsets %d..%d of %s still missing after seeking back (deleted by retention, compacted or "
+            "transaction markers?); treating them as a gap",
+            expected, offset - 1, tp,
+        )
+        await self._add_gap_inclusive(tp, expected, offset - 1)
+        return False
+
+
+class NoSilentSkipTransport(faust_aiokafka.Transport):
+    Consumer = NoSilentSkipConsumer
+
+
+class CipulseApp(faust.App):
+    """faust.App whose consumer is `NoSilentSkipConsumer` (for kafka:// / aiokafka:// brokers)."""
+
+    def _new_transport(self) -> Any:
+        url = self.conf.broker_consumer[0]
+        transport_cls = faust_drivers.by_url(url)
+        if transport_cls is not faust_aiokafka.Transport:
+            log.error("broker %s does not use the aiokafka transport: offset safety patches NOT applied", url)
+            return super()._new_transport()
+        check_faust_version()
+        return NoSilentSkipTransport(self.conf.broker_consumer, self)
+
+
+def gap_ranges(gaps: IntervalTree) -> Iterable[tuple[int, int]]:
+    """Inclusive (first, last) ranges of a gap tree, for logs and tests."""
+    return [(entry.begin, entry.end - 1) for entry in sorted(gaps)]

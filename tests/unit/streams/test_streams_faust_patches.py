@@ -1,0 +1,199 @@
+"""The consumer overrides that keep Faust from committing past records it never processed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any, AsyncIterator
+
+import pytest
+from faust.transport import consumer as faust_consumer
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from streams import faust_patches
+from streams.faust_patches import (
+    CipulseApp,
+    NoSilentSkipConsumer,
+    NoSilentSkipTransport,
+    check_faust_version,
+    gap_ranges,
+    strict_new_offset,
+)
+
+TP0 = TP("events", 0)
+
+
+def gaps(*ranges: tuple[int, int]) -> IntervalTree:
+    """Inclusive ranges, as `Consumer._add_gap` takes them."""
+    tree = IntervalTree()
+    for first, last in ranges:
+        tree.addi(first, last + 1)
+    return tree
+
+
+def stock_new_offset(acked: list[int], gap_tree: IntervalTree, committed: int | None) -> int | None:
+    """faust's own `Consumer._new_offset` on the same state."""
+    state = SimpleNamespace(
+        _acked={TP0: acked}, _gap={TP0: gap_tree}, _committed_offset={TP0: committed},
+        _acked_index=defaultdict(set, {TP0: set(acked)}),
+    )
+    return faust_consumer.Consumer._new_offset(state, TP0)  # type: ignore[arg-type]
+
+
+def test_contiguous_acks_commit_past_the_last_one() -> None:
+    acked = [12, 10, 11]
+    assert strict_new_offset(acked, IntervalTree(), committed=10) == 13
+    assert acked == []
+
+
+def test_a_later_hole_stops_the_commit_there_and_keeps_the_rest() -> None:
+    acked = [10, 11, 14, 15]
+    assert strict_new_offset(acked, IntervalTree(), committed=10) == 12
+    assert acked == [14, 15]
+
+
+def test_the_committed_offset_itself_unacked_blocks_the_commit() -> None:
+    # offset 10 (the next one to read) was never processed: stock Faust commits past it
+    assert stock_new_offset([11, 12], IntervalTree(), committed=10) == 13
+    acked = [11, 12]
+    assert strict_new_offset(acked, IntervalTree(), committed=10) is None
+    assert acked == [11, 12]
+
+
+def test_a_gap_recorded_from_read_offset_plus_one_no_longer_hides_a_lost_range() -> None:
+    # after a seek to 100 the first record delivered was 136: the drain loop records 101..136
+    # as a gap; stock Faust then commits past 100..135 although they were never processed
+    assert stock_new_offset([136, 137], gaps((101, 136)), committed=100) == 137
+    assert strict_new_offset([136, 137], gaps((101, 136)), committed=100) is None
+
+
+def test_a_gap_that_includes_the_committed_offset_is_committed_past() -> None:
+    acked = [136, 137]
+    tree = gaps((100, 135))
+    assert strict_new_offset(acked, tree, committed=100) == 138
+    assert acked == [] and not tree
+
+
+def test_gaps_beyond_the_acked_offsets_are_kept_for_later() -> None:
+    tree = gaps((13, 14), (40, 45))
+    acked = [10, 11, 12, 15]
+    assert strict_new_offset(acked, tree, committed=10) == 16
+    assert gap_ranges(tree) == [(40, 45)]
+
+
+def test_without_a_committed_offset_the_first_acked_run_is_committed() -> None:
+    assert strict_new_offset([3, 4, 6], IntervalTree(), committed=None) == 5
+    assert strict_new_offset([], IntervalTree(), committed=5) is None
+
+
+def test_committed_offset_zero_is_checked_too() -> None:
+    assert strict_new_offset([1, 2], IntervalTree(), committed=0) is None
+    assert strict_new_offset([0, 1], IntervalTree(), committed=0) == 2
+
+
+def test_version_guard_logs_an_error_for_another_faust(caplog: pytest.LogCaptureFixture) -> None:
+    assert check_faust_version(faust_patches.CHECKED_FAUST_VERSION)
+    assert check_faust_version()  # the installed one is the checked one
+    with caplog.at_level("ERROR", logger="streams.faust_patches"):
+        assert not check_faust_version("0.99.0")
+    assert "0.99.0" in caplog.text
+
+
+def test_the_app_uses_the_patched_transport_and_consumer() -> None:
+    app = CipulseApp("patch-test", broker="kafka://localhost:9092", autodiscover=False, store="memory://")
+    assert isinstance(app.transport, NoSilentSkipTransport)
+    assert isinstance(app.consumer, NoSilentSkipConsumer)
+
+
+# -- delivery holes -----------------------------------------------------------------------
+
+
+class Fetches:
+    """Stands in for Faust's `Consumer.getmany`: one list of offsets per call."""
+
+    def __init__(self, *batches: list[int]) -> None:
+        self.batches = list(batches)
+
+    async def getmany(self, consumer: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        for offset in self.batches.pop(0):
+            yield TP0, SimpleNamespace(tp=TP0, topic=TP0.topic, offset=offset)
+
+
+@pytest.fixture
+def consumer(monkeypatch: pytest.MonkeyPatch) -> Any:
+    app = CipulseApp("patch-test", broker="kafka://localhost:9092", autodiscover=False, store="memory://")
+    instance = app.consumer
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    instance.seeks = []
+
+    async def seek_back(tp: TP, offset: int) -> None:
+        instance.seeks.append((tp, offset))
+        instance._expect(tp, offset)
+
+    monkeypatch.setattr(instance, "_seek_back", seek_back)
+    return instance
+
+
+def deliver(consumer: Any, monkeypatch: pytest.MonkeyPatch, *batches: list[int]) -> list[list[int]]:
+    fetches = Fetches(*batches)
+
+    def getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        return fetches.getmany(self, timeout)
+
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", getmany)
+
+    async def run() -> list[list[int]]:
+        delivered = []
+        for _ in batches:
+            delivered.append([message.offset async for _, message in consumer.getmany(1.0)])
+        return delivered
+
+    return asyncio.run(run())
+
+
+def test_contiguous_delivery_passes_through(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer._expect(TP0, 10)
+    assert deliver(consumer, monkeypatch, [10, 11], [12, 13]) == [[10, 11], [12, 13]]
+    assert consumer.seeks == []
+
+
+def test_a_hole_after_a_seek_rewinds_the_partition(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    consumer._expect(TP0, 100)  # as seek_to_committed does
+    with caplog.at_level("WARNING", logger="streams.faust_patches"):
+        delivered = deliver(consumer, monkeypatch, [136, 137], [100, 101])
+    assert delivered == [[], [100, 101]]
+    assert consumer.seeks == [(TP0, 100)]
+    assert "offsets 100..135" in caplog.text and "seeking back to 100" in caplog.text
+
+
+def test_a_hole_in_mid_stream_rewinds_too(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer._expect(TP0, 10)
+    assert deliver(consumer, monkeypatch, [10, 11, 15, 16], [12]) == [[10, 11], [12]]
+    assert consumer.seeks == [(TP0, 12)]
+
+
+def test_offsets_that_stay_missing_become_a_gap_including_the_first(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    consumer._committed_offset[TP0] = 100
+    consumer._expect(TP0, 100)
+    attempts = faust_patches.MAX_SEEK_BACKS
+    with caplog.at_level("WARNING", logger="streams.faust_patches"):
+        delivered = deliver(consumer, monkeypatch, *([[136]] * attempts), [136, 137])
+    assert delivered == [[]] * attempts + [[136, 137]]
+    assert consumer.seeks == [(TP0, 100)] * attempts
+    assert "still missing after seeking back" in caplog.text
+    assert gap_ranges(consumer._gap[TP0]) == [(100, 135)]
+    consumer._acked[TP0] = [136, 137]
+    assert consumer._new_offset(TP0) == 138
+
+
+def test_topics_without_acks_are_not_checked(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: False)
+    consumer._expect(TP0, 0)
+    assert deliver(consumer, monkeypatch, [5, 6]) == [[5, 6]]
+    assert consumer.seeks == []
