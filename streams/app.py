@@ -30,6 +30,7 @@ from streams.retry_api import register_retry_api
 from streams.callback_api import register_callback_api
 from streams.callbacks import CallbackRegistry, register_callback_agent
 from streams.ingest_api import register_ingest_api
+from streams.adapters.github_api import register_github_adapter
 from streams.push_api import register_push_api
 from streams.gate_api import register_gate_api
 from streams.gate_config import Gate, describe, load_gates
@@ -197,6 +198,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     )
     register_callback_api(app, gateway=gateway, registry=callback_registry, settings=settings)
     register_ingest_api(app, events=topics.build_events, settings=settings)
+    register_github_adapter(app, events=topics.build_events, dead_letter=topics.dead_letter, settings=settings)
     register_push_api(app, status_topic=topics.build_status.get_topic_name(), settings=settings)
     register_dashboard_api(app, gateway=gateway, directory=settings.dashboard_dir)
 

@@ -122,8 +122,9 @@ def all_endpoints() -> tuple[Endpoint, ...]:
     from streams.push_openapi import PUSH_ENDPOINTS
     from streams.gate_openapi import GATE_ENDPOINTS
     from streams.dashboard_openapi import DASHBOARD_ENDPOINTS
+    from streams.adapters.github_openapi import GITHUB_ENDPOINTS
 
-    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS + CALLBACK_ENDPOINTS + INGEST_ENDPOINTS + PUSH_ENDPOINTS + DASHBOARD_ENDPOINTS + GATE_ENDPOINTS
+    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS + CALLBACK_ENDPOINTS + INGEST_ENDPOINTS + PUSH_ENDPOINTS + DASHBOARD_ENDPOINTS + GATE_ENDPOINTS + GITHUB_ENDPOINTS
 
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
@@ -182,6 +183,10 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "ingestToken": {
                     "type": "http", "scheme": "bearer",
                     "description": "The event's project's token from CIPULSE_INGEST_TOKENS",
+                },
+                "githubSignature": {
+                    "type": "apiKey", "in": "header", "name": "X-Hub-Signature-256",
+                    "description": "sha256=HMAC-SHA256(the source's secret from CIPULSE_GITHUB_WEBHOOK_SECRETS, body)",
                 },
             },
         },

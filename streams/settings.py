@@ -101,6 +101,11 @@ class CipulseSettings(BaseSettings):
     ingest_ack_timeout_seconds: float = Field(
         default=10.0, gt=0, description="How long an ingest request waits for the broker's acknowledgements before 503"
     )
+    github_webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='GitHub webhook secret per source, JSON {"source": "secret"} (secret, never logged); '
+        'POST /adapters/github?source=<source> (the only one when just one); empty disables the adapter',
+    )
     sse_max_clients: int = Field(default=100, ge=1, description="Concurrent /stream/builds clients per worker; more get 503")
     sse_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Comment line sent on an idle SSE stream so proxies keep it open"

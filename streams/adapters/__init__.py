@@ -1,0 +1,1 @@
+"""Adapters: webhooks of other CI systems mapped to cipulse `BuildEvent`s."""
