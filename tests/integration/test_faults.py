@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
-import socket
 import subprocess
 import threading
 import time
@@ -116,25 +114,6 @@ def clickhouse_counts(worker: WorkerProcess) -> tuple[int, int, int]:
     return int(final_events), int(final_results), int(raw_events)
 
 
-def port_pair_below_ephemeral_range() -> int:
-    """A free port pair (broker + controller) that no outgoing connection can take while our
-    broker is stopped: the kernel hands out ephemeral ports only from ip_local_port_range, and
-    free_port_pair's ports come from that range (one was taken during an outage on this machine)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    if low <= 20002:
-        return int(free_port_pair())
-    for _ in range(200):
-        port = random.randrange(20000, low - 1)
-        try:
-            with socket.socket() as first, socket.socket() as second:
-                first.bind(("127.0.0.1", port))
-                second.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair below the ephemeral range")
-
-
 def ready(worker: WorkerProcess) -> tuple[int, Any]:
     status, body = http_json(f"{worker.api}/ready", timeout=5)
     return int(status), body
@@ -211,7 +190,7 @@ class Feeder(threading.Thread):
 
 
 def test_broker_stopped_30s_mid_stream_worker_and_reporter_recover_by_themselves_nothing_lost(tmp_path: Path) -> None:
-    broker = KafkaBroker(port=port_pair_below_ephemeral_range(), data_dir=tmp_path / "kafka")  # ours: we stop it
+    broker = KafkaBroker(port=free_port_pair(), data_dir=tmp_path / "kafka")  # ours: we stop it
     builds = [(f"outage-{n:02d}", n % 5 == 0) for n in range(24)]  # every fifth fails
     worker = WorkerProcess(bootstrap=broker.bootstrap, work_dir=tmp_path / "w")
     try:
