@@ -9,15 +9,14 @@ typo stops the worker at start instead of silently passing a release.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from streams.config_files import read_config_document
 from streams.exceptions import GateConfigError
 from streams.notify_subscriptions import Duration
 
@@ -187,18 +186,7 @@ def parse_gates(document: object, source: str) -> list[Gate]:
 def load_gates(path: str | Path) -> list[Gate]:
     """Read and validate the gates file; called once at worker start."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GateConfigError(f"{path}: cannot read the gates file: {exc}") from exc
-    document: Any
-    try:
-        document = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise GateConfigError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
-    except yaml.YAMLError as exc:
-        raise GateConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_gates(document, str(path))
+    return parse_gates(read_config_document(path, "the gates file", GateConfigError), str(path))
 
 
 def describe(gate: Gate) -> str:

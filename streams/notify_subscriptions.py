@@ -11,14 +11,12 @@ message`, so a typo stops the worker at start instead of silently dropping notif
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -34,6 +32,7 @@ from pydantic import (
 )
 
 from schemas import NotificationChannel, NotificationTransition
+from streams.config_files import read_config_document
 from streams.notify_errors import NotificationConfigError
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -332,20 +331,7 @@ def parse_subscriptions(document: object, source: str) -> list[Subscription]:
 def load_subscriptions(path: str | Path) -> list[Subscription]:
     """Read and validate the subscription file; called once at worker start."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise NotificationConfigError(f"{path}: cannot read the subscription file: {exc}") from exc
-    document: Any
-    try:
-        if path.suffix.lower() == ".json":
-            document = json.loads(text)
-        else:
-            document = yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise NotificationConfigError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
-    except yaml.YAMLError as exc:
-        raise NotificationConfigError(f"{path}: not valid YAML: {exc}") from exc
+    document = read_config_document(path, "the subscription file", NotificationConfigError)
     return parse_subscriptions(document, str(path))
 
 
