@@ -35,6 +35,8 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from schemas import BuildEvent, BuildScope, BuildStatus, TriggerReason
+from streams.adapters.contract import Refused as SignatureRefused
+from streams.adapters.contract import Unmappable
 
 EXECUTOR = "github-actions"
 SUPPORTED_EVENTS = ("workflow_run", "workflow_job")
@@ -75,14 +77,6 @@ class _Owner:
     build_id: str
     project: str
     pipeline: str
-
-
-class Unmappable(Exception):
-    """A well-signed webhook that cannot become cipulse events; the message is the reason."""
-
-
-class SignatureRefused(Exception):
-    """401: unsigned, mis-signed, or no secret for the source. Never carries a secret."""
 
 
 def choose_secret(secrets: Mapping[str, SecretStr], source: str | None) -> tuple[str, SecretStr]:
