@@ -31,6 +31,7 @@ from schemas.exceptions import (
     UnknownSchemaError,
 )
 from schemas.models import (
+    AdapterDelivery,
     AuditAlert,
     AuditEvent,
     BuildEvent,
@@ -49,6 +50,7 @@ from schemas.models import (
 from schemas.serde import DecodedRecord, decode, decode_dict, encode, encode_dict, fingerprint_of
 
 __all__ = [
+    "AdapterDelivery",
     "AuditAlert",
     "AuditAlertKind",
     "AuditEventOrigin",

@@ -108,6 +108,14 @@ GATE_DECISIONS = TopicSpec(
     "gate agent (only when a gate's decision changes; decision_id repeats on replay)",
     "gate decision sink (ClickHouse gate_decisions), release tooling, dashboards",
 )
+ADAPTER_DELIVERIES = TopicSpec(
+    "adapter-deliveries",
+    "adapter:delivery key",
+    "AdapterDelivery",
+    "CI adapters (POST /adapters/github|gitlab|cdevents): every authenticated request as received, before it is "
+    "translated",
+    "adapter delivery sink (ClickHouse adapter_deliveries, kept for `cipulse adapters replay`)",
+)
 CATALOG: tuple[TopicSpec, ...] = (
     BUILD_EVENTS,
     BUILD_STATUS,
@@ -120,6 +128,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     RETRY_REQUESTS,
     GATE_INPUTS,
     GATE_DECISIONS,
+    ADAPTER_DELIVERIES,
 )
 
 BUILD_STATE_TABLE = "build-state"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from schemas.models._base import RecordModel, TopLevelRecord
+from schemas.models.adapter_delivery import AdapterDelivery
 from schemas.models.audit_alert import AuditAlert
 from schemas.models.audit_event import AuditEvent
 from schemas.models.build_event import BuildEvent
@@ -22,12 +23,14 @@ TOP_LEVEL_RECORDS: tuple[type[TopLevelRecord], ...] = (
     NotifierSignal,
     RetryRequest,
     GateDecision,
+    AdapterDelivery,
     DeadLetter,
 )
 """Every model published on its own; the catalog pairs each with its `.avsc` versions."""
 
 __all__ = [
     "TOP_LEVEL_RECORDS",
+    "AdapterDelivery",
     "AuditAlert",
     "AuditEvent",
     "BuildEvent",

@@ -61,6 +61,8 @@ class Adapter:
     authenticate: Callable[[Mapping[str, SecretStr], str | None, Headers, bytes], str]
     identify: Callable[[Headers, bytes], Delivery]
     translate: Callable[[Headers, bytes], list[Translated]]
+    pings: frozenset[str] = frozenset()
+    """Event types that only test the hook (GitHub's `ping`): answered 200, neither kept nor translated."""
 
 
 def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -21,6 +21,7 @@ from schemas.catalog import AVRO_DIR, load_schema_version
 # these changes, restore the file and publish the change as a new version. Docs and defaults are
 # not part of the canonical form, so editing them does not change the fingerprint.
 PUBLISHED_FINGERPRINTS = {
+    "adapter_delivery.v1.avsc": "7fd166fe83f1ca19",
     "audit_event.v1.avsc": "2a6f096e07434f6c",
     "audit_event.v2.avsc": "3c09356b076428de",
     "audit_alert.v1.avsc": "2de7e9cc484f686c",

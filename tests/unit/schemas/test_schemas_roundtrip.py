@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import (
+    AdapterDelivery,
     AuditAlert,
     AuditAlertKind,
     AuditDecision,
@@ -243,6 +244,11 @@ EXAMPLES: list[TopLevelRecord] = [
         input_revision=12, inputs={"builds_in_window": "4"}, decided_at=T0,
     ),
     GateDecision(decision_id="d-2", gate="g", project="p", result=GateResult.PENDING, input_revision=0, decided_at=T0),
+    AdapterDelivery(
+        adapter="github", source="acme", delivery_key="72d3162e-cc78-11e3-81ab-4c9367dc0958", event_type="workflow_run",
+        headers={"x-github-event": "workflow_run"}, body=b'{"action": "completed"}', received_at=T0,
+    ),
+    AdapterDelivery(adapter="gitlab", source="s", delivery_key="k", event_type="Job Hook", body=b"", received_at=T0),
     DeadLetter(
         source_topic="build-events", source_partition=3, source_offset=1234,
         key=b"b-1", payload=b"\x00\xff not avro", kind=DeadLetterKind.UNDECODABLE,
