@@ -30,7 +30,11 @@ from streams.retry_api import register_retry_api
 from streams.callback_api import register_callback_api
 from streams.callbacks import CallbackRegistry, register_callback_agent
 from streams.ingest_api import register_ingest_api
-from streams.adapters.github_api import register_github_adapter
+from streams.adapters.delivery_sink import PROCESSOR as DELIVERY_SINK
+from streams.adapters.delivery_sink import register_delivery_sink
+from streams.adapters.intake import IntakeTopics, register_adapter
+from streams.adapters.registry import ADAPTERS, BY_NAME
+from streams.adapters.replay_api import register_replay_api
 from streams.push_api import register_push_api
 from streams.gate_api import register_gate_api
 from streams.gate_config import Gate, describe, load_gates
@@ -45,6 +49,7 @@ from streams.audit_detection import AuditPolicy
 from streams.producer import BuildEventProducer
 from streams.audits import AuditRuntime, AuditTopics, register_audit_agent
 from streams.topics import (
+    ADAPTER_DELIVERIES,
     AUDIT_ALERTS,
     AUDIT_EVENTS,
     AUDIT_STATE_TABLE,
@@ -198,7 +203,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
     )
     register_callback_api(app, gateway=gateway, registry=callback_registry, settings=settings)
     register_ingest_api(app, events=topics.build_events, settings=settings)
-    register_github_adapter(app, events=topics.build_events, dead_letter=topics.dead_letter, settings=settings)
+    register_adapters(app, settings, gateway, health, topics, audit_topics.events)
     register_push_api(app, status_topic=topics.build_status.get_topic_name(), settings=settings)
     register_dashboard_api(app, gateway=gateway, directory=settings.dashboard_dir)
 
@@ -214,6 +219,36 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
 
     app.timer(interval=LAG_REFRESH_SECONDS)(refresh_lag)
     return app
+
+
+def register_adapters(
+    app: faust.App,
+    settings: CipulseSettings,
+    gateway: ClickHouseGateway,
+    health: SinkHealth,
+    topics: PipelineTopics,
+    audit_events: TopicT,
+) -> None:
+    """POST /adapters/<name> for every CI adapter, the sink keeping their deliveries, and the replay API."""
+    intake = IntakeTopics(
+        build_events=topics.build_events,
+        audit_events=audit_events,
+        deliveries=_raw_topic(app, topic_name(settings, ADAPTER_DELIVERIES)),
+        dead_letter=topics.dead_letter,
+    )
+    for adapter in ADAPTERS:
+        register_adapter(app, adapter, topics=intake, settings=settings)
+    register_delivery_sink(
+        app,
+        source=intake.deliveries,
+        dead_letters=DeadLetterPublisher(topics.dead_letter, DELIVERY_SINK),
+        gateway=gateway,
+        health=health,
+        batch_size=settings.sink_batch_size,
+        flush_seconds=settings.sink_flush_seconds,
+        retry_max_seconds=settings.sink_retry_max_seconds,
+    )
+    register_replay_api(app, adapters=BY_NAME, topics=intake, gateway=gateway, settings=settings)
 
 
 def load_configured_subscriptions(settings: CipulseSettings) -> list[Subscription]:

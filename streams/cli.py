@@ -128,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     from streams.analytics_cli import add_analytics_command
 
     add_analytics_command(commands)
+    from streams.adapters.replay_cli import add_adapters_command
+
+    add_adapters_command(commands)
     return parser
 
 

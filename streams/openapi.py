@@ -122,12 +122,15 @@ def all_endpoints() -> tuple[Endpoint, ...]:
     from streams.push_openapi import PUSH_ENDPOINTS
     from streams.gate_openapi import GATE_ENDPOINTS
     from streams.dashboard_openapi import DASHBOARD_ENDPOINTS
-    from streams.adapters.github_openapi import GITHUB_ENDPOINTS
+    from streams.adapters.intake_openapi import ADAPTER_ENDPOINTS
+    from streams.adapters.replay_openapi import REPLAY_ENDPOINTS
 
-    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS + CALLBACK_ENDPOINTS + INGEST_ENDPOINTS + PUSH_ENDPOINTS + DASHBOARD_ENDPOINTS + GATE_ENDPOINTS + GITHUB_ENDPOINTS
+    return ENDPOINTS + AUDIT_ENDPOINTS + NOTIFY_ENDPOINTS + RETRY_ENDPOINTS + CALLBACK_ENDPOINTS + INGEST_ENDPOINTS + PUSH_ENDPOINTS + DASHBOARD_ENDPOINTS + GATE_ENDPOINTS + ADAPTER_ENDPOINTS + REPLAY_ENDPOINTS
 
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
+    from streams.adapters.intake_openapi import ADAPTER_SECURITY_SCHEMES
+
     schemas: dict[str, Any] = {}
     paths: dict[str, Any] = {}
     for endpoint in all_endpoints():
@@ -184,10 +187,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                     "type": "http", "scheme": "bearer",
                     "description": "The event's project's token from CIPULSE_INGEST_TOKENS",
                 },
-                "githubSignature": {
-                    "type": "apiKey", "in": "header", "name": "X-Hub-Signature-256",
-                    "description": "sha256=HMAC-SHA256(the source's secret from CIPULSE_GITHUB_WEBHOOK_SECRETS, body)",
-                },
+                **ADAPTER_SECURITY_SCHEMES,
             },
         },
     }

@@ -106,6 +106,16 @@ class CipulseSettings(BaseSettings):
         description='GitHub webhook secret per source, JSON {"source": "secret"} (secret, never logged); '
         'POST /adapters/github?source=<source> (the only one when just one); empty disables the adapter',
     )
+    gitlab_webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='GitLab webhook secret token per source, JSON {"source": "token"} (secret, never logged); '
+        'POST /adapters/gitlab?source=<source> (the only one when just one); empty disables the adapter',
+    )
+    cdevents_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='CDEvents bearer token per source, JSON {"source": "token"} (secret, never logged); '
+        'POST /adapters/cdevents?source=<source> (the only one when just one); empty disables the adapter',
+    )
     sse_max_clients: int = Field(default=100, ge=1, description="Concurrent /stream/builds clients per worker; more get 503")
     sse_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Comment line sent on an idle SSE stream so proxies keep it open"

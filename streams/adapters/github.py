@@ -1,4 +1,9 @@
-"""GitHub Actions webhooks -> `BuildEvent`s, without I/O (the view is `streams.adapters.github_api`).
+"""GitHub webhooks -> cipulse events, without I/O (the view is `streams.adapters.intake`).
+
+The module is the GitHub `Adapter` of `streams.adapters.contract` (`ADAPTER`, at the end):
+`authenticate` checks `X-Hub-Signature-256` against the source's secret, `identify` reads
+`X-GitHub-Delivery` (the idempotency key) and `X-GitHub-Event`, `translate` parses the body and
+calls `map_webhook`. `ping` is answered by the view and is not translated.
 
 Mapping (documented in README.md, "GitHub Actions webhooks"):
 
@@ -19,14 +24,41 @@ Mapping (documented in README.md, "GitHub Actions webhooks"):
   cancelled, stale -> CANCELED; skipped -> SKIPPED for jobs and steps, CANCELED for a whole run
   (builds cannot be SKIPPED); action_required -> CANCELED (the run waits for an approval that
   will come as a new attempt). The conclusion is kept in `error_reason` when not success.
-- Anything else (other event types, other actions, missing fields, unknown conclusions) raises
-  `Unmappable` with a reason; the view dead-letters the payload with it.
+- `deployment_status` (action created): one deployment is one build of pipeline
+  `deploy:<environment>` (`deployment.original_environment`, which a later status cannot change,
+  so every status of a deployment lands in the same build), `build_id =
+  gh-deploy-<repository.id>-<deployment.id>`, branch/commit = `deployment.ref`/`deployment.sha`,
+  `trigger_user` = the deployment's creator, trigger UPSTREAM when a workflow run made the
+  deployment, else API. Every status maps to the BUILD event QUEUED at `deployment.created_at`
+  (seq 1; a queued / pending / waiting status is exactly that event), followed by its own event:
+  in_progress -> RUNNING (seq 2); success -> SUCCEEDED, failure / error -> FAILED with
+  `error_reason` "GitHub deployment state: <state>[: <description>]" (seq 3), each at the
+  status's `created_at`. `inactive` (GitHub deactivates a deployment when a newer one to the same
+  environment succeeds, or someone marks it so) is not a step of the deployment's own run, whose
+  build is already final: unmappable.
+- `pull_request_review` (submitted / edited): one review is one audit, `audit_id =
+  gh-review-<repository.id>-<pull number>-<review id>`, subject BUILD `<the reviewed commit>`
+  (`review.commit_id`, else the PR head sha), project = `repository.full_name`, no pipeline.
+  An approved / changes_requested review maps to three events, seq 1..3, all at
+  `review.submitted_at`: REQUESTED (reviewers = the review's author), DECIDED APPROVED /
+  REJECTED (actor = the author, decision_id `<audit_id>/decision`, the review body as reason),
+  and RECORD_SYNCED for the same decision, since GitHub itself is the record of the review.
+  Event ids are `<audit_id>/<seq>`, so `edited` (which changes only the body of a submitted
+  review) and redeliveries map to the same events and change nothing. GitHub does not say when
+  the review was requested, so requested_at equals decided_at (no review wait time) and the
+  audit is never open long enough to look stuck.
+  A `commented` review is not a decision, and a one-review audit that never decides would be
+  reported stuck: unmappable. `dismissed` takes a decision back, which the audit lifecycle never
+  allows (DECIDED / SYNCED become only SYNCED / REPAIRED; GitHub keeps the dismissal): unmappable.
+- Anything else (other event types, other actions, missing fields, unknown conclusions or
+  states) raises `Unmappable` with a reason; the intake dead-letters the payload with it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,12 +66,52 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from schemas import BuildEvent, BuildScope, BuildStatus, TriggerReason
+from schemas import (
+    AuditDecision,
+    AuditEvent,
+    AuditEventKind,
+    AuditSubjectKind,
+    BuildEvent,
+    BuildScope,
+    BuildStatus,
+    TriggerReason,
+)
+from streams.adapters.contract import Adapter, BadDelivery, Delivery, Headers, Translated, Unmappable
 from streams.adapters.contract import Refused as SignatureRefused
-from streams.adapters.contract import Unmappable
+
+__all__ = [
+    "ADAPTER",
+    "DEPLOY_EXECUTOR",
+    "EXECUTOR",
+    "KEPT_HEADERS",
+    "SUPPORTED_EVENTS",
+    "SignatureRefused",
+    "Unmappable",
+    "authenticate",
+    "choose_secret",
+    "identify",
+    "map_webhook",
+    "sign",
+    "signature_present",
+    "translate",
+    "verify_signature",
+]
 
 EXECUTOR = "github-actions"
-SUPPORTED_EVENTS = ("workflow_run", "workflow_job")
+DEPLOY_EXECUTOR = "github-deployments"
+SUPPORTED_EVENTS = ("workflow_run", "workflow_job", "deployment_status", "pull_request_review")
+
+SIGNATURE_HEADER = "x-hub-signature-256"
+EVENT_HEADER = "x-github-event"
+DELIVERY_HEADER = "x-github-delivery"
+KEPT_HEADERS = (
+    EVENT_HEADER,
+    DELIVERY_HEADER,
+    "x-github-hook-id",
+    "x-github-hook-installation-target-type",
+    "x-github-hook-installation-target-id",
+)
+"""The headers stored with a raw payload for replay; never the signature."""
 
 _RUN_ACTIONS = {"requested": (1, BuildStatus.QUEUED), "in_progress": (2, BuildStatus.RUNNING), "completed": (3, None)}
 _JOB_ACTIONS = {"queued": 1, "waiting": 1, "in_progress": 2, "completed": 3}
@@ -116,7 +188,43 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def map_webhook(event_type: str, payload: Any) -> list[BuildEvent]:
+def authenticate(secrets: Mapping[str, SecretStr], source: str | None, headers: Headers, body: bytes) -> str:
+    """The source that signed this request (`?source=`, or the only one); raises `SignatureRefused`."""
+    name, secret = choose_secret(secrets, source)
+    verify_signature(secret, body, headers.get(SIGNATURE_HEADER))
+    return name
+
+
+def identify(headers: Headers, body: bytes) -> Delivery:
+    """`X-GitHub-Delivery` (the idempotency key) and `X-GitHub-Event`; raises `BadDelivery`."""
+    key = (headers.get(DELIVERY_HEADER) or "").strip()
+    event_type = (headers.get(EVENT_HEADER) or "").strip()
+    missing = [name for name, value in (("X-GitHub-Event", event_type), ("X-GitHub-Delivery", key)) if not value]
+    if missing:
+        raise BadDelivery(f"the {' and '.join(missing)} header{'s are' if len(missing) > 1 else ' is'} missing "
+                          "(GitHub always sends X-GitHub-Event and X-GitHub-Delivery)")
+    return Delivery(key=key, event_type=event_type)
+
+
+def translate(headers: Headers, body: bytes) -> list[Translated]:
+    """The cipulse events of one delivery (JSON body, type from `X-GitHub-Event`); raises `Unmappable`."""
+    event_type = (headers.get(EVENT_HEADER) or "").strip()
+    if not event_type:
+        raise Unmappable("the X-GitHub-Event header is missing, so the payload's type is unknown")
+    if event_type == "ping":
+        raise Unmappable("ping carries no CI events (the intake answers it with pong)")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Unmappable(f"the body is not UTF-8 (invalid byte at position {exc.start})") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Unmappable(f"the body is not JSON ({exc.msg} at position {exc.pos})") from None
+    return map_webhook(event_type, payload)
+
+
+def map_webhook(event_type: str, payload: Any) -> list[Translated]:
     """The cipulse events of one GitHub webhook; raises `Unmappable` with the reason."""
     if not isinstance(payload, dict):
         raise Unmappable("the body is not a JSON object")
@@ -124,7 +232,11 @@ def map_webhook(event_type: str, payload: Any) -> list[BuildEvent]:
         if event_type == "workflow_run":
             return [_map_run(payload)]
         if event_type == "workflow_job":
-            return _map_job(payload)
+            return list(_map_job(payload))
+        if event_type == "deployment_status":
+            return list(_map_deployment_status(payload))
+        if event_type == "pull_request_review":
+            return list(_map_review(payload))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors())
         raise Unmappable(f"{event_type}: the mapped event is invalid: {problems}") from None
@@ -257,6 +369,136 @@ def _map_step(step: Any, stage_id: str, job_time: datetime, common: _Owner) -> B
     )
 
 
+_DEPLOYMENT_STATES: dict[str, tuple[int, BuildStatus]] = {
+    "queued": (1, BuildStatus.QUEUED),
+    "pending": (1, BuildStatus.QUEUED),
+    "waiting": (1, BuildStatus.QUEUED),
+    "in_progress": (2, BuildStatus.RUNNING),
+    "success": (3, BuildStatus.SUCCEEDED),
+    "failure": (3, BuildStatus.FAILED),
+    "error": (3, BuildStatus.FAILED),
+}
+
+_REVIEW_ACTIONS = ("submitted", "edited")
+_REVIEW_DECISIONS = {"approved": AuditDecision.APPROVED, "changes_requested": AuditDecision.REJECTED}
+
+
+def _map_deployment_status(payload: dict[str, Any]) -> list[BuildEvent]:
+    action = payload.get("action")
+    if action != "created":
+        raise Unmappable(f"deployment_status action {action!r} is not mapped (mapped: created)")
+    status = _obj(payload, "deployment_status")
+    deployment = _obj(payload, "deployment")
+    repository = _obj(payload, "repository")
+    state = status.get("state")
+    if state == "inactive":
+        raise Unmappable(
+            "deployment_status inactive is not mapped: GitHub deactivates a deployment when a newer one to the same "
+            "environment succeeds (or on request); the deployment's own build has already finished"
+        )
+    if state not in _DEPLOYMENT_STATES:
+        raise Unmappable(
+            f"deployment_status state {state!r} is not mapped (mapped: {', '.join(_DEPLOYMENT_STATES)}, inactive is not)"
+        )
+    environment = _text(deployment.get("original_environment")) or _text(deployment.get("environment"))
+    if not environment:
+        raise Unmappable("the deployment has no environment (deployment.original_environment, deployment.environment)")
+    build_id = f"gh-deploy-{_field(repository, 'id', 'repository')}-{_field(deployment, 'id', 'deployment')}"
+    pipeline = f"deploy:{environment}"
+    creator: Any = deployment.get("creator") or payload.get("sender") or {}
+    task = _text(deployment.get("task")) or "deploy"
+    ref = _text(deployment.get("ref"))
+    run: Any = payload.get("workflow_run")
+    context: dict[str, Any] = dict(
+        build_id=build_id,
+        project=_project(repository),
+        pipeline=pipeline,
+        scope=BuildScope.BUILD,
+        name=f"{task} {ref} to {environment}" if ref else f"{task} to {environment}",
+        trigger_reason=TriggerReason.UPSTREAM if isinstance(run, dict) else TriggerReason.API,
+        trigger_user=_text(creator.get("login")) if isinstance(creator, dict) else None,
+        branch=ref,
+        commit_sha=_text(deployment.get("sha")),
+        executor=DEPLOY_EXECUTOR,
+        environment={
+            key: str(value)
+            for key, value in (
+                ("github_environment", _text(status.get("environment")) or environment),
+                ("github_task", task),
+                ("github_deployment_id", deployment.get("id")),
+                ("github_workflow_run_id", run.get("id") if isinstance(run, dict) else None),
+                ("github_url", _text(status.get("log_url")) or _text(status.get("target_url"))),
+                ("github_environment_url", _text(status.get("environment_url"))),
+            )
+            if value is not None
+        },
+    )
+    queued = BuildEvent(
+        event_id=f"{build_id}/build/1", seq=1, status=BuildStatus.QUEUED,
+        event_time=_time(deployment.get("created_at"), "deployment.created_at"), **context,
+    )
+    seq, build_status = _DEPLOYMENT_STATES[state]
+    if seq == 1:
+        return [queued]
+    error_reason = None
+    if build_status is BuildStatus.FAILED:
+        description = _text(status.get("description"))
+        error_reason = f"GitHub deployment state: {state}" + (f": {description}" if description else "")
+    return [queued, BuildEvent(
+        event_id=f"{build_id}/build/{seq}", seq=seq, status=build_status, error_reason=error_reason,
+        event_time=_time(status.get("created_at") or status.get("updated_at"), "deployment_status.created_at"),
+        **context,
+    )]
+
+
+def _map_review(payload: dict[str, Any]) -> list[AuditEvent]:
+    action = payload.get("action")
+    if action == "dismissed":
+        raise Unmappable(
+            "pull_request_review dismissed is not mapped: dismissing takes a decision back, which the audit "
+            "lifecycle never allows (a decided audit only becomes SYNCED or REPAIRED); GitHub keeps the dismissal"
+        )
+    if action not in _REVIEW_ACTIONS:
+        raise Unmappable(f"pull_request_review action {action!r} is not mapped (mapped: {', '.join(_REVIEW_ACTIONS)})")
+    review = _obj(payload, "review")
+    pull = _obj(payload, "pull_request")
+    repository = _obj(payload, "repository")
+    state = str(review.get("state") or "").lower()
+    if state not in _REVIEW_DECISIONS:
+        why = " (a comment is not a decision)" if state == "commented" else ""
+        raise Unmappable(
+            f"pull_request_review state {review.get('state')!r} is not mapped{why}: only approved and "
+            "changes_requested reviews are audit decisions"
+        )
+    decision = _REVIEW_DECISIONS[state]
+    audit_id = (
+        f"gh-review-{_field(repository, 'id', 'repository')}-{_field(pull, 'number', 'pull_request')}"
+        f"-{_field(review, 'id', 'review')}"
+    )
+    head: Any = pull.get("head")
+    subject = _text(review.get("commit_id")) or (_text(head.get("sha")) if isinstance(head, dict) else None)
+    if not subject:
+        raise Unmappable("pull_request_review has no reviewed commit (review.commit_id, pull_request.head.sha)")
+    user: Any = review.get("user")
+    reviewer = _text(user.get("login")) if isinstance(user, dict) else None
+    decided_at = _time(review.get("submitted_at"), "review.submitted_at")
+    decision_id = f"{audit_id}/decision"
+    body = _text(review.get("body"))
+    common: dict[str, Any] = dict(
+        audit_id=audit_id, subject_kind=AuditSubjectKind.BUILD, subject_id=subject,
+        project=_project(repository), event_time=decided_at,
+    )
+    return [
+        AuditEvent(event_id=f"{audit_id}/1", seq=1, kind=AuditEventKind.REQUESTED,
+                   reviewers=[reviewer] if reviewer else [], **common),
+        AuditEvent(event_id=f"{audit_id}/2", seq=2, kind=AuditEventKind.DECIDED, decision=decision,
+                   decision_id=decision_id, actor=reviewer, reason=body[:500] if body else None, **common),
+        AuditEvent(event_id=f"{audit_id}/3", seq=3, kind=AuditEventKind.RECORD_SYNCED, decision=decision,
+                   decision_id=decision_id, actor="github",
+                   reason="GitHub is the record of its pull request reviews", **common),
+    ]
+
+
 def _conclusion(conclusion: Any, what: str) -> BuildStatus:
     if conclusion not in _CONCLUSIONS:
         raise Unmappable(f"{what} completed with conclusion {conclusion!r}, which is not mapped")
@@ -309,3 +551,13 @@ def _millis(start: Any, end: Any) -> int | None:
         return max(0, int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000))
     except ValueError:
         return None
+
+
+ADAPTER = Adapter(
+    name="github",
+    secrets_setting="CIPULSE_GITHUB_WEBHOOK_SECRETS",
+    kept_headers=KEPT_HEADERS,
+    authenticate=authenticate,
+    identify=identify,
+    translate=translate,
+)

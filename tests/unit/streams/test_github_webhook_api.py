@@ -1,5 +1,6 @@
-"""POST /adapters/github over HTTP (aiohttp test server, topics replaced by recording fakes):
-valid, missing and wrong signatures, a replayed delivery id, ping, and dead-lettering.
+"""POST /adapters/github over HTTP (the shared intake, `streams.adapters.intake`; aiohttp test
+server, topics replaced by recording fakes): valid, missing and wrong signatures, a replayed
+delivery id, ping, dead-lettering, and the raw delivery kept for every authenticated request.
 
 The real broker and worker path is covered by tests/integration/test_github_webhooks.py.
 """
@@ -12,17 +13,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from schemas import BuildEvent, DeadLetter, DeadLetterKind
+from schemas import AdapterDelivery, BuildEvent, DeadLetter, DeadLetterKind
 from schemas.serde import decode
 from streams.adapters.github import sign
-from streams.adapters.github_api import register_github_adapter
+from streams.adapters.intake import IntakeTopics, register_adapter
+from streams.adapters.registry import BY_NAME
 from streams.settings import CipulseSettings
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "github"
@@ -53,8 +55,13 @@ class RecordingTopic:
 
 
 class Harness:
-    def __init__(self, client: TestClient[Any, Any], events: RecordingTopic, dead: RecordingTopic) -> None:
-        self.client, self.events, self.dead = client, events, dead
+    def __init__(self, client: TestClient[Any, Any], topics: IntakeTopics) -> None:
+        self.client = client
+        self.events, self.audits = cast(RecordingTopic, topics.build_events), cast(RecordingTopic, topics.audit_events)
+        self.raw, self.dead = cast(RecordingTopic, topics.deliveries), cast(RecordingTopic, topics.dead_letter)
+
+    def kept(self) -> list[AdapterDelivery]:
+        return [decode(value, AdapterDelivery) for _, value in self.raw.sent]
 
     async def post(self, body: bytes, *, event: str = "workflow_run", delivery: str | None = "d-1",
                    secret: str | None = SECRET, source: str | None = None,
@@ -77,12 +84,15 @@ async def serving(tmp_path: Path) -> AsyncIterator[Harness]:
         data_dir=tmp_path, github_webhook_secrets={"acme": SecretStr(SECRET), "other": SecretStr(OTHER_SECRET)}, ingest_max_body_bytes=65536,
     )
     app = faust.App("github-test", web_enabled=True, store="memory://", autodiscover=False)
-    events, dead = RecordingTopic("cipulse.build-events"), RecordingTopic("cipulse.dead-letter")
-    register_github_adapter(app, events=events, dead_letter=dead, settings=settings)  # type: ignore[arg-type]
+    topics = IntakeTopics(
+        build_events=RecordingTopic("cipulse.build-events"), audit_events=RecordingTopic("cipulse.audit-events"),  # type: ignore[arg-type]
+        deliveries=RecordingTopic("cipulse.adapter-deliveries"), dead_letter=RecordingTopic("cipulse.dead-letter"),  # type: ignore[arg-type]
+    )
+    register_adapter(app, BY_NAME["github"], topics=topics, settings=settings)
     client: TestClient[Any, Any] = TestClient(TestServer(app.web.web_app))  # type: ignore[attr-defined]
     await client.start_server()
     try:
-        yield Harness(client, events, dead)
+        yield Harness(client, topics)
     finally:
         await client.close()
 
@@ -99,6 +109,11 @@ async def _valid_signature_produces_the_mapped_event(api: Harness) -> None:
     event = decode(value, BuildEvent)
     assert key == b"gh-300029405-289782451-1" and event.status.value == "SUCCEEDED"
     assert [e["event_id"] for e in answer["events"]] == [event.event_id]
+    [kept] = api.kept()
+    assert (kept.adapter, kept.source, kept.delivery_key, kept.event_type) == ("github", "acme", "d-1", "workflow_run")
+    assert kept.body == body("workflow_run.completed")
+    assert kept.headers["x-github-event"] == "workflow_run" and "x-hub-signature-256" not in kept.headers
+    assert api.raw.sent[0][0] == b"github:d-1"
 
 
 async def _missing_or_wrong_signatures_are_refused_and_produce_nothing(api: Harness, caplog: pytest.LogCaptureFixture) -> None:
@@ -113,7 +128,7 @@ async def _missing_or_wrong_signatures_are_refused_and_produce_nothing(api: Harn
     ):
         status, answer = await api.post(payload, **kwargs)
         assert status == 401 and reason in answer["error"], (kwargs, answer)
-    assert api.events.sent == [] and api.dead.sent == []
+    assert api.events.sent == [] and api.dead.sent == [] and api.raw.sent == []
     assert SECRET not in caplog.text and OTHER_SECRET not in caplog.text
     assert sign(SECRET, payload).split("=")[1] not in caplog.text
 
@@ -146,6 +161,8 @@ async def _unmappable_webhooks_are_dead_lettered_with_reason_and_payload(api: Ha
         (DeadLetterKind.UNMAPPABLE, b"push-1", push, "github-adapter"),
     ]
     assert "no workflow_name" in letters[0].reason and "legacy-1" in letters[0].reason
+    # kept as received, so a fixed mapping can translate them later (`cipulse adapters replay`)
+    assert [(d.delivery_key, d.body) for d in api.kept()] == [("legacy-1", legacy), ("push-1", push)]
 
 
 async def _ping_and_missing_headers(api: Harness) -> None:
@@ -154,7 +171,7 @@ async def _ping_and_missing_headers(api: Harness) -> None:
     assert status == 200 and answer["outcome"] == "pong"
     status, answer = await api.post(ping, event="ping", source="other", secret=OTHER_SECRET, delivery=None)
     assert status == 400 and "X-GitHub-Delivery" in answer["error"]
-    assert api.events.sent == [] and api.dead.sent == []
+    assert api.events.sent == [] and api.dead.sent == [] and api.raw.sent == []
 
 
 @pytest.mark.parametrize(
