@@ -11,6 +11,9 @@ published example sequences end in the statuses their mapping gives, through the
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -259,6 +262,16 @@ def test_kept_deliveries_are_translated_again_by_replay(worker: WorkerProcess) -
     assert replayed(False, [lost_key])["events"] == 1  # type: ignore[index]
     wait_until(lambda: (b := build(worker, f"gh-300029405-{lost_run}-1")) and b["status"] == "FAILED", 30,
                "the replayed build")
+
+    # the same through the command line (it asks the worker, which owns the embedded ClickHouse)
+    cli = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "adapters", "replay", "github", "--delivery", lost_key, "--dry-run",
+         "--api", worker.api],
+        env={**os.environ, "CIPULSE_ADMIN_TOKEN": ADMIN}, capture_output=True, text=True, timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert f"{lost_key}  workflow_run  1 events of gh-300029405-{lost_run}-1" in cli.stdout
+    assert "1 deliveries, 1 translated, 0 still unmappable; would produce 1 events" in cli.stderr
 
     status, body = admin_post(worker, "/adapters/replay", {"adapter": "jenkins"})
     assert status == 422 and "unknown 'jenkins'" in body["error"]
