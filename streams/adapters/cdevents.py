@@ -92,6 +92,7 @@ from schemas import (
     BuildScope,
     BuildStatus,
 )
+from streams.adapters.payload import choose_source_secret, obj, parse_json, text
 from streams.adapters.contract import (
     Adapter,
     BadDelivery,
@@ -165,18 +166,7 @@ class _CDEvent:
 
 def choose_token(secrets: Mapping[str, SecretStr], source: str | None) -> tuple[str, SecretStr]:
     """The (source, token) a request must carry: `?source=`, or the only configured one."""
-    if not secrets:
-        raise Refused(
-            f"the CDEvents adapter is disabled on this worker: set {SECRETS_SETTING} to a JSON object "
-            "{\"<source>\": \"<token>\"}"
-        )
-    if source is None:
-        if len(secrets) != 1:
-            raise Refused("several CDEvents sources are configured: add ?source=<name> to the URL")
-        return next(iter(secrets.items()))
-    if source not in secrets:
-        raise Refused(f"no token is configured for source {source[:80]!r} ({SECRETS_SETTING})")
-    return source, secrets[source]
+    return choose_source_secret(secrets, source, system="CDEvents", setting=SECRETS_SETTING, secret="token")
 
 
 def authenticate(secrets: Mapping[str, SecretStr], source: str | None, headers: Headers, body: bytes) -> str:
@@ -254,23 +244,12 @@ def _mode(headers: Headers) -> str:
     return "binary"
 
 
-def _json(body: bytes, what: str) -> Any:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Unmappable(f"the body is not UTF-8 (invalid byte at position {exc.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise Unmappable(f"the {what} is not JSON ({exc.msg} at position {exc.pos})") from None
-
-
 def _envelope(headers: Headers, body: bytes) -> _Envelope:
     mode = _mode(headers)
     if mode == "batch":
         raise Unmappable("CloudEvents batch mode is not supported: send one event per request")
     if mode == "structured":
-        event = _json(body, "structured CloudEvent")
+        event = parse_json(body, "structured CloudEvent")
         if not isinstance(event, dict):
             raise Unmappable("the structured CloudEvent is not a JSON object")
         attributes: dict[str, Any] = {name: event.get(name) for name in ("specversion", "id", "source", "type", "time")}
@@ -281,13 +260,13 @@ def _envelope(headers: Headers, body: bytes) -> _Envelope:
         where = "structured CloudEvent"
     else:
         attributes = {name: headers.get(f"ce-{name}") for name in ("specversion", "id", "source", "type", "time")}
-        data = _json(body, "body")
+        data = parse_json(body, "body")
         where = "binary CloudEvent (ce-* headers)"
     specversion = attributes["specversion"]
     if specversion is not None and not (isinstance(specversion, str) and specversion.strip().startswith("1.")):
         raise Unmappable(f"CloudEvents specversion {str(specversion)[:20]!r} is not supported (only 1.0)")
     for name in ("id", "source", "type"):
-        if not _text(attributes[name]):
+        if not text(attributes[name]):
             raise Unmappable(f"the {where} has no {name}")
     if not isinstance(data, dict):
         raise Unmappable("the CDEvent is not a JSON object (it must have context and subject)")
@@ -299,8 +278,8 @@ def _envelope(headers: Headers, body: bytes) -> _Envelope:
 
 
 def _cdevent(envelope: _Envelope) -> _CDEvent:
-    context = _obj(envelope.cdevent, "context", "the CDEvent")
-    subject = _obj(envelope.cdevent, "subject", "the CDEvent")
+    context = obj(envelope.cdevent, "context", "the CDEvent")
+    subject = obj(envelope.cdevent, "subject", "the CDEvent")
     for name, value in (("id", envelope.id), ("source", envelope.source), ("type", envelope.type)):
         own = context.get(name)
         if own is not None and own != value:
@@ -327,7 +306,7 @@ def _cdevent(envelope: _Envelope) -> _CDEvent:
         subject=match["subject"],
         predicate=match["predicate"],
         subject_id=_required(subject, "id", "subject"),
-        subject_source=_text(subject.get("source")) or _required(context, "source", "context"),
+        subject_source=text(subject.get("source")) or _required(context, "source", "context"),
         content=content,
         at=_time(timestamp if timestamp is not None else envelope.time, "context.timestamp"),
     )
@@ -338,7 +317,7 @@ def _cdevent(envelope: _Envelope) -> _CDEvent:
 def _map_pipeline_run(event: _CDEvent) -> BuildEvent:
     seq, status, error_reason = _lifecycle(event)
     build_id = f"cde-{_digest('pipelineRun', event.subject_source, event.subject_id)}"
-    pipeline_name = _text(event.content.get("pipelineName"))
+    pipeline_name = text(event.content.get("pipelineName"))
     return BuildEvent(
         event_id=f"cde-{event.event_key}", build_id=build_id, project=event.subject_source,
         pipeline=PIPELINE_RUN_PIPELINE, seq=seq, event_time=event.at, scope=BuildScope.BUILD,
@@ -350,24 +329,24 @@ def _map_pipeline_run(event: _CDEvent) -> BuildEvent:
 def _map_task_run(event: _CDEvent) -> BuildEvent:
     seq, status, error_reason = _lifecycle(event)
     run = event.content.get("pipelineRun")
-    run_id = _text(run.get("id")) if isinstance(run, dict) else None
+    run_id = text(run.get("id")) if isinstance(run, dict) else None
     if not isinstance(run, dict) or not run_id:
         raise Unmappable(
             f"taskRun {event.subject_id[:120]!r} does not reference its pipelineRun (subject.content.pipelineRun.id), "
             "so it cannot be placed in a build"
         )
-    run_source = _text(run.get("source")) or event.subject_source
+    run_source = text(run.get("source")) or event.subject_source
     build_id = f"cde-{_digest('pipelineRun', run_source, run_id)}"
     return BuildEvent(
         event_id=f"cde-{event.event_key}", build_id=build_id, project=run_source,
         pipeline=PIPELINE_RUN_PIPELINE, seq=seq, event_time=event.at, scope=BuildScope.STAGE,
         stage_id=f"taskrun-{_digest('taskRun', event.subject_source, event.subject_id, size=12)}",
-        name=_text(event.content.get("taskName")), status=status, executor=EXECUTOR, error_reason=error_reason,
+        name=text(event.content.get("taskName")), status=status, executor=EXECUTOR, error_reason=error_reason,
     )
 
 
 def _map_build(event: _CDEvent) -> BuildEvent:
-    artifact = _text(event.content.get("artifactId"))
+    artifact = text(event.content.get("artifactId"))
     if event.predicate == "finished" and event.content.get("outcome") is None:
         if not artifact:
             raise Unmappable(
@@ -395,13 +374,13 @@ def _lifecycle(event: _CDEvent) -> tuple[int, BuildStatus, str | None]:
         raise Unmappable(f"{event.subject}.finished {what} (mapped: {', '.join(_OUTCOMES)})")
     if outcome == "success":
         return seq, _OUTCOMES[outcome], None
-    errors = _text(event.content.get("errors"))
+    errors = text(event.content.get("errors"))
     reason = f"CDEvents outcome: {outcome}" + (f": {errors[:_MAX_ERRORS]}" if errors else "")
     return seq, _OUTCOMES[outcome], reason
 
 
 def _environment(event: _CDEvent, **extra: str | None) -> dict[str, str]:
-    url = _text(event.content.get("uri")) or _text(event.content.get("url"))
+    url = text(event.content.get("uri")) or text(event.content.get("url"))
     values = {"cdevents_source": event.subject_source, "cdevents_subject_id": event.subject_id,
               "cdevents_url": url, **extra}
     return {key: value for key, value in values.items() if value}
@@ -412,7 +391,7 @@ def _environment(event: _CDEvent, **extra: str | None) -> dict[str, str]:
 def _map_change(event: _CDEvent) -> list[AuditEvent]:
     audit_id = f"cde-change-{_digest('change', event.subject_source, event.subject_id)}"
     repository = event.content.get("repository")
-    repository_id = _text(repository.get("id")) if isinstance(repository, dict) else None
+    repository_id = text(repository.get("id")) if isinstance(repository, dict) else None
     common: dict[str, Any] = dict(
         audit_id=audit_id, subject_kind=AuditSubjectKind.BUILD, subject_id=event.subject_id,
         project=repository_id or event.subject_source, event_time=event.at,
@@ -444,25 +423,14 @@ def _digest(*parts: str, size: int = 16) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:size]
 
 
-def _obj(payload: dict[str, Any], key: str, what: str) -> dict[str, Any]:
-    value = payload.get(key)
-    if not isinstance(value, dict):
-        raise Unmappable(f"{what} has no {key} object")
-    return value
-
-
 def _required(obj: dict[str, Any], key: str, what: str) -> str:
     value = obj.get(key)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
-    text = _text(value)
-    if not text:
+    found = text(value)
+    if not found:
         raise Unmappable(f"{what}.{key} is missing")
-    return text
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    return found
 
 
 def _time(value: Any, what: str) -> datetime:

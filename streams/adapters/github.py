@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +75,7 @@ from schemas import (
     BuildStatus,
     TriggerReason,
 )
+from streams.adapters.payload import choose_source_secret, field, obj, parse_json, text
 from streams.adapters.contract import Adapter, BadDelivery, Delivery, Headers, Translated, Unmappable
 from streams.adapters.contract import Refused as SignatureRefused
 
@@ -153,18 +153,9 @@ class _Owner:
 
 def choose_secret(secrets: Mapping[str, SecretStr], source: str | None) -> tuple[str, SecretStr]:
     """The (source, secret) a request must be signed with: `?source=`, or the only configured one."""
-    if not secrets:
-        raise SignatureRefused(
-            "the GitHub adapter is disabled on this worker: set CIPULSE_GITHUB_WEBHOOK_SECRETS to a JSON object "
-            "{\"<source>\": \"<webhook secret>\"}"
-        )
-    if source is None:
-        if len(secrets) != 1:
-            raise SignatureRefused("several webhook sources are configured: add ?source=<name> to the webhook URL")
-        return next(iter(secrets.items()))
-    if source not in secrets:
-        raise SignatureRefused(f"no webhook secret is configured for source {source!r} (CIPULSE_GITHUB_WEBHOOK_SECRETS)")
-    return source, secrets[source]
+    return choose_source_secret(
+        secrets, source, system="GitHub", setting="CIPULSE_GITHUB_WEBHOOK_SECRETS", secret="webhook secret"
+    )
 
 
 def signature_present(header: str | None) -> str:
@@ -213,15 +204,7 @@ def translate(headers: Headers, body: bytes) -> list[Translated]:
         raise Unmappable("the X-GitHub-Event header is missing, so the payload's type is unknown")
     if event_type == "ping":
         raise Unmappable("ping carries no CI events (the intake answers it with pong)")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Unmappable(f"the body is not UTF-8 (invalid byte at position {exc.start})") from None
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise Unmappable(f"the body is not JSON ({exc.msg} at position {exc.pos})") from None
-    return map_webhook(event_type, payload)
+    return map_webhook(event_type, parse_json(body))
 
 
 def map_webhook(event_type: str, payload: Any) -> list[Translated]:
@@ -250,14 +233,14 @@ def _map_run(payload: dict[str, Any]) -> BuildEvent:
     action = payload.get("action")
     if action not in _RUN_ACTIONS:
         raise Unmappable(f"workflow_run action {action!r} is not mapped (mapped: {', '.join(_RUN_ACTIONS)})")
-    run = _obj(payload, "workflow_run")
-    repository = _obj(payload, "repository")
+    run = obj(payload, "workflow_run")
+    repository = obj(payload, "repository")
     workflow: dict[str, Any] = payload["workflow"] if isinstance(payload.get("workflow"), dict) else {}
-    pipeline = _text(run.get("name")) or _text(workflow.get("name")) or _text(run.get("path"))
+    pipeline = text(run.get("name")) or text(workflow.get("name")) or text(run.get("path"))
     if not pipeline:
         raise Unmappable("workflow_run has no workflow name (workflow_run.name, workflow.name)")
     attempt = run.get("run_attempt") or 1
-    build_id = _build_id(repository, _field(run, "id", "workflow_run"), attempt)
+    build_id = _build_id(repository, field(run, "id", "workflow_run"), attempt)
     seq, status = _RUN_ACTIONS[action]
     error_reason = None
     if status is None:
@@ -282,12 +265,12 @@ def _map_run(payload: dict[str, Any]) -> BuildEvent:
         seq=seq,
         event_time=event_time,
         scope=BuildScope.BUILD,
-        name=_text(run.get("display_title")) or pipeline,
+        name=text(run.get("display_title")) or pipeline,
         status=status,
         trigger_reason=trigger,
-        trigger_user=_text(actor.get("login")) if isinstance(actor, dict) else None,
-        branch=_text(run.get("head_branch")),
-        commit_sha=_text(run.get("head_sha")),
+        trigger_user=text(actor.get("login")) if isinstance(actor, dict) else None,
+        branch=text(run.get("head_branch")),
+        commit_sha=text(run.get("head_sha")),
         executor=EXECUTOR,
         error_reason=error_reason,
         environment={
@@ -303,15 +286,15 @@ def _map_job(payload: dict[str, Any]) -> list[BuildEvent]:
     action = payload.get("action")
     if action not in _JOB_ACTIONS:
         raise Unmappable(f"workflow_job action {action!r} is not mapped (mapped: {', '.join(_JOB_ACTIONS)})")
-    job = _obj(payload, "workflow_job")
-    repository = _obj(payload, "repository")
-    pipeline = _text(job.get("workflow_name"))
+    job = obj(payload, "workflow_job")
+    repository = obj(payload, "repository")
+    pipeline = text(job.get("workflow_name"))
     if not pipeline:
         raise Unmappable(
             "workflow_job has no workflow_name (sent by GitHub since 2022), so its pipeline is unknown"
         )
-    build_id = _build_id(repository, _field(job, "run_id", "workflow_job"), job.get("run_attempt") or 1)
-    stage_id = f"job-{_field(job, 'id', 'workflow_job')}"
+    build_id = _build_id(repository, field(job, "run_id", "workflow_job"), job.get("run_attempt") or 1)
+    stage_id = f"job-{field(job, 'id', 'workflow_job')}"
     common = _Owner(build_id, _project(repository), pipeline)
     seq = _JOB_ACTIONS[action]
     if seq == 3:
@@ -327,9 +310,9 @@ def _map_job(payload: dict[str, Any]) -> list[BuildEvent]:
         event_time = _time(job.get("created_at") or job.get("started_at"), "workflow_job.created_at")
     events = [BuildEvent(
         event_id=f"{build_id}/{stage_id}/{seq}", seq=seq, event_time=event_time, scope=BuildScope.STAGE,
-        stage_id=stage_id, name=_text(job.get("name")), status=status,
+        stage_id=stage_id, name=text(job.get("name")), status=status,
         error_reason=f"GitHub conclusion: {conclusion}" if conclusion not in (None, "success") else None,
-        executor=_text(job.get("runner_name")), duration_ms=duration,
+        executor=text(job.get("runner_name")), duration_ms=duration,
         build_id=common.build_id, project=common.project, pipeline=common.pipeline,
     )]
     steps = job.get("steps") or []
@@ -343,7 +326,7 @@ def _map_job(payload: dict[str, Any]) -> list[BuildEvent]:
 def _map_step(step: Any, stage_id: str, job_time: datetime, common: _Owner) -> BuildEvent:
     if not isinstance(step, dict):
         raise Unmappable("a workflow_job step is not an object")
-    number = _field(step, "number", "workflow_job step")
+    number = field(step, "number", "workflow_job step")
     state = step.get("status")
     if state not in _STEP_STATUSES:
         raise Unmappable(f"workflow_job step {number}: status {state!r} is not mapped")
@@ -363,7 +346,7 @@ def _map_step(step: Any, stage_id: str, job_time: datetime, common: _Owner) -> B
     return BuildEvent(
         event_id=f"{common.build_id}/{stage_id}/{task_id}/{seq}", seq=seq,
         event_time=_time(when, f"step {number} time") if when else job_time, scope=BuildScope.TASK,
-        stage_id=stage_id, task_id=task_id, name=_text(step.get("name")), status=status, duration_ms=duration,
+        stage_id=stage_id, task_id=task_id, name=text(step.get("name")), status=status, duration_ms=duration,
         error_reason=f"GitHub conclusion: {conclusion}" if seq == 3 and conclusion not in ("success", "skipped") else None,
         build_id=common.build_id, project=common.project, pipeline=common.pipeline,
     )
@@ -387,9 +370,9 @@ def _map_deployment_status(payload: dict[str, Any]) -> list[BuildEvent]:
     action = payload.get("action")
     if action != "created":
         raise Unmappable(f"deployment_status action {action!r} is not mapped (mapped: created)")
-    status = _obj(payload, "deployment_status")
-    deployment = _obj(payload, "deployment")
-    repository = _obj(payload, "repository")
+    status = obj(payload, "deployment_status")
+    deployment = obj(payload, "deployment")
+    repository = obj(payload, "repository")
     state = status.get("state")
     if state == "inactive":
         raise Unmappable(
@@ -400,14 +383,14 @@ def _map_deployment_status(payload: dict[str, Any]) -> list[BuildEvent]:
         raise Unmappable(
             f"deployment_status state {state!r} is not mapped (mapped: {', '.join(_DEPLOYMENT_STATES)}, inactive is not)"
         )
-    environment = _text(deployment.get("original_environment")) or _text(deployment.get("environment"))
+    environment = text(deployment.get("original_environment")) or text(deployment.get("environment"))
     if not environment:
         raise Unmappable("the deployment has no environment (deployment.original_environment, deployment.environment)")
-    build_id = f"gh-deploy-{_field(repository, 'id', 'repository')}-{_field(deployment, 'id', 'deployment')}"
+    build_id = f"gh-deploy-{field(repository, 'id', 'repository')}-{field(deployment, 'id', 'deployment')}"
     pipeline = f"deploy:{environment}"
     creator: Any = deployment.get("creator") or payload.get("sender") or {}
-    task = _text(deployment.get("task")) or "deploy"
-    ref = _text(deployment.get("ref"))
+    task = text(deployment.get("task")) or "deploy"
+    ref = text(deployment.get("ref"))
     run: Any = payload.get("workflow_run")
     context: dict[str, Any] = dict(
         build_id=build_id,
@@ -416,19 +399,19 @@ def _map_deployment_status(payload: dict[str, Any]) -> list[BuildEvent]:
         scope=BuildScope.BUILD,
         name=f"{task} {ref} to {environment}" if ref else f"{task} to {environment}",
         trigger_reason=TriggerReason.UPSTREAM if isinstance(run, dict) else TriggerReason.API,
-        trigger_user=_text(creator.get("login")) if isinstance(creator, dict) else None,
+        trigger_user=text(creator.get("login")) if isinstance(creator, dict) else None,
         branch=ref,
-        commit_sha=_text(deployment.get("sha")),
+        commit_sha=text(deployment.get("sha")),
         executor=DEPLOY_EXECUTOR,
         environment={
             key: str(value)
             for key, value in (
-                ("github_environment", _text(status.get("environment")) or environment),
+                ("github_environment", text(status.get("environment")) or environment),
                 ("github_task", task),
                 ("github_deployment_id", deployment.get("id")),
                 ("github_workflow_run_id", run.get("id") if isinstance(run, dict) else None),
-                ("github_url", _text(status.get("log_url")) or _text(status.get("target_url"))),
-                ("github_environment_url", _text(status.get("environment_url"))),
+                ("github_url", text(status.get("log_url")) or text(status.get("target_url"))),
+                ("github_environment_url", text(status.get("environment_url"))),
             )
             if value is not None
         },
@@ -442,7 +425,7 @@ def _map_deployment_status(payload: dict[str, Any]) -> list[BuildEvent]:
         return [queued]
     error_reason = None
     if build_status is BuildStatus.FAILED:
-        description = _text(status.get("description"))
+        description = text(status.get("description"))
         error_reason = f"GitHub deployment state: {state}" + (f": {description}" if description else "")
     return [queued, BuildEvent(
         event_id=f"{build_id}/build/{seq}", seq=seq, status=build_status, error_reason=error_reason,
@@ -460,9 +443,9 @@ def _map_review(payload: dict[str, Any]) -> list[AuditEvent]:
         )
     if action not in _REVIEW_ACTIONS:
         raise Unmappable(f"pull_request_review action {action!r} is not mapped (mapped: {', '.join(_REVIEW_ACTIONS)})")
-    review = _obj(payload, "review")
-    pull = _obj(payload, "pull_request")
-    repository = _obj(payload, "repository")
+    review = obj(payload, "review")
+    pull = obj(payload, "pull_request")
+    repository = obj(payload, "repository")
     state = str(review.get("state") or "").lower()
     if state not in _REVIEW_DECISIONS:
         why = " (a comment is not a decision)" if state == "commented" else ""
@@ -472,18 +455,18 @@ def _map_review(payload: dict[str, Any]) -> list[AuditEvent]:
         )
     decision = _REVIEW_DECISIONS[state]
     audit_id = (
-        f"gh-review-{_field(repository, 'id', 'repository')}-{_field(pull, 'number', 'pull_request')}"
-        f"-{_field(review, 'id', 'review')}"
+        f"gh-review-{field(repository, 'id', 'repository')}-{field(pull, 'number', 'pull_request')}"
+        f"-{field(review, 'id', 'review')}"
     )
     head: Any = pull.get("head")
-    subject = _text(review.get("commit_id")) or (_text(head.get("sha")) if isinstance(head, dict) else None)
+    subject = text(review.get("commit_id")) or (text(head.get("sha")) if isinstance(head, dict) else None)
     if not subject:
         raise Unmappable("pull_request_review has no reviewed commit (review.commit_id, pull_request.head.sha)")
     user: Any = review.get("user")
-    reviewer = _text(user.get("login")) if isinstance(user, dict) else None
+    reviewer = text(user.get("login")) if isinstance(user, dict) else None
     decided_at = _time(review.get("submitted_at"), "review.submitted_at")
     decision_id = f"{audit_id}/decision"
-    body = _text(review.get("body"))
+    body = text(review.get("body"))
     common: dict[str, Any] = dict(
         audit_id=audit_id, subject_kind=AuditSubjectKind.BUILD, subject_id=subject,
         project=_project(repository), event_time=decided_at,
@@ -506,32 +489,14 @@ def _conclusion(conclusion: Any, what: str) -> BuildStatus:
 
 
 def _build_id(repository: dict[str, Any], run_id: Any, attempt: Any) -> str:
-    return f"gh-{_field(repository, 'id', 'repository')}-{run_id}-{attempt}"
+    return f"gh-{field(repository, 'id', 'repository')}-{run_id}-{attempt}"
 
 
 def _project(repository: dict[str, Any]) -> str:
-    project = _text(repository.get("full_name"))
+    project = text(repository.get("full_name"))
     if not project:
         raise Unmappable("repository.full_name is missing")
     return project
-
-
-def _obj(payload: dict[str, Any], key: str) -> dict[str, Any]:
-    value = payload.get(key)
-    if not isinstance(value, dict):
-        raise Unmappable(f"the payload has no {key} object")
-    return value
-
-
-def _field(obj: dict[str, Any], key: str, what: str) -> Any:
-    value = obj.get(key)
-    if value is None or value == "":
-        raise Unmappable(f"{what}.{key} is missing")
-    return value
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _time(value: Any, what: str) -> datetime:

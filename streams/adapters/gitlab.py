@@ -86,7 +86,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -95,6 +94,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from schemas import BuildEvent, BuildScope, BuildStatus, TriggerReason
+from streams.adapters.payload import choose_source_secret, field, obj, optional_obj, parse_json, text
 from streams.adapters.contract import (
     Adapter,
     BadDelivery,
@@ -157,7 +157,7 @@ class _Owner:
 
 def authenticate(secrets: Mapping[str, SecretStr], source: str | None, headers: Headers, body: bytes) -> str:
     """The configured source whose token `X-Gitlab-Token` carries; raises `Refused` (401)."""
-    source, token = _choose_token(secrets, source)
+    source, token = choose_source_secret(secrets, source, system="GitLab", setting=SECRETS_SETTING, secret="secret token")
     sent = headers.get("x-gitlab-token") or ""
     if not sent.strip():
         raise Refused(
@@ -167,21 +167,6 @@ def authenticate(secrets: Mapping[str, SecretStr], source: str | None, headers: 
     if not hmac.compare_digest(sent.encode(), token.get_secret_value().encode()):
         raise Refused(f"the X-Gitlab-Token does not match the token configured for source {source!r}")
     return source
-
-
-def _choose_token(secrets: Mapping[str, SecretStr], source: str | None) -> tuple[str, SecretStr]:
-    if not secrets:
-        raise Refused(
-            f"the GitLab adapter is disabled on this worker: set {SECRETS_SETTING} to a JSON object "
-            "{\"<source>\": \"<token>\"} (the token is the webhook's Secret token in GitLab)"
-        )
-    if source is None:
-        if len(secrets) != 1:
-            raise Refused("several GitLab sources are configured: add ?source=<name> to the webhook URL")
-        return next(iter(secrets.items()))
-    if source not in secrets:
-        raise Refused(f"no GitLab webhook token is configured for source {source!r} ({SECRETS_SETTING})")
-    return source, secrets[source]
 
 
 def identify(headers: Headers, body: bytes) -> Delivery:
@@ -204,10 +189,7 @@ def identify(headers: Headers, body: bytes) -> Delivery:
 
 def translate(headers: Headers, body: bytes) -> list[Translated]:
     """The cipulse events of one GitLab webhook; raises `Unmappable` with the reason."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise Unmappable("the body is not JSON") from None
+    payload = parse_json(body)
     events: list[Translated] = []
     events.extend(map_webhook((headers.get("x-gitlab-event") or "").strip(), payload, headers.get("x-gitlab-instance")))
     return events
@@ -235,12 +217,12 @@ def map_webhook(event_type: str, payload: Any, instance: str | None = None) -> l
 
 
 def _map_pipeline(payload: dict[str, Any], instance: str | None) -> list[BuildEvent]:
-    attrs = _obj(payload, "object_attributes")
-    project = _obj(payload, "project")
+    attrs = obj(payload, "object_attributes")
+    project = obj(payload, "project")
     owner = _Owner(
-        build_id=_build_id(project, _field(attrs, "id", "object_attributes"), "project.id"),
+        build_id=_build_id(project, field(attrs, "id", "object_attributes"), "project.id"),
         project=_project(project),
-        pipeline=_text(attrs.get("name")) or DEFAULT_PIPELINE,
+        pipeline=text(attrs.get("name")) or DEFAULT_PIPELINE,
     )
     raw_status = attrs.get("status")
     seq, status = _status(raw_status, "pipeline")
@@ -249,10 +231,10 @@ def _map_pipeline(payload: dict[str, Any], instance: str | None) -> list[BuildEv
         raise Unmappable("Pipeline Hook builds is not a list of objects")
     created = _time(attrs.get("created_at"), "object_attributes.created_at")
     started = _pipeline_started(attrs, jobs, created)
-    ref = _text(attrs.get("ref"))
-    merge_request = _optional_obj(payload, "merge_request")
-    branch = _text(merge_request.get("source_branch")) or (None if attrs.get("tag") else ref)
-    user = _optional_obj(payload, "user")
+    ref = text(attrs.get("ref"))
+    merge_request = optional_obj(payload, "merge_request")
+    branch = text(merge_request.get("source_branch")) or (None if attrs.get("tag") else ref)
+    user = optional_obj(payload, "user")
     environment = {
         key: str(value)
         for key, value in (("gitlab_source", attrs.get("source")), ("gitlab_ref", ref),
@@ -266,7 +248,7 @@ def _map_pipeline(payload: dict[str, Any], instance: str | None) -> list[BuildEv
             event_id=f"{owner.build_id}/build/{seq}", seq=seq, event_time=event_time, scope=BuildScope.BUILD,
             name=owner.pipeline, status=status,
             trigger_reason=_TRIGGERS.get(str(attrs.get("source")), TriggerReason.OTHER),
-            trigger_user=_text(user.get("username")), branch=branch, commit_sha=_text(attrs.get("sha")),
+            trigger_user=text(user.get("username")), branch=branch, commit_sha=text(attrs.get("sha")),
             executor=EXECUTOR, error_reason=error_reason, duration_ms=duration, environment=environment,
             build_id=owner.build_id, project=owner.project, pipeline=owner.pipeline,
         )
@@ -291,28 +273,28 @@ def _map_pipeline(payload: dict[str, Any], instance: str | None) -> list[BuildEv
 
 
 def _map_job_hook(payload: dict[str, Any]) -> list[BuildEvent]:
-    project = _obj(payload, "project")
-    commit = _optional_obj(payload, "commit")
+    project = obj(payload, "project")
+    commit = optional_obj(payload, "commit")
     pipeline_id = payload.get("pipeline_id") or commit.get("id")
     if pipeline_id in (None, ""):
         raise Unmappable("Job Hook pipeline_id is missing")
     owner = _Owner(
         build_id=_build_id(project, pipeline_id, "project.id", fallback=payload.get("project_id")),
         project=_project(project),
-        pipeline=_text(commit.get("name")) or DEFAULT_PIPELINE,
+        pipeline=text(commit.get("name")) or DEFAULT_PIPELINE,
     )
     runner: Any = payload.get("runner")
     return _job_events(owner, _Job(
-        id=_field(payload, "build_id", "Job Hook"),
-        name=_text(payload.get("build_name")),
-        stage=_text(payload.get("build_stage")),
+        id=field(payload, "build_id", "Job Hook"),
+        name=text(payload.get("build_name")),
+        stage=text(payload.get("build_stage")),
         status=payload.get("build_status"),
         created=payload.get("build_created_at_iso") or payload.get("build_created_at"),
         started=payload.get("build_started_at_iso") or payload.get("build_started_at"),
         finished=payload.get("build_finished_at_iso") or payload.get("build_finished_at"),
         duration=payload.get("build_duration"),
-        failure_reason=_text(payload.get("build_failure_reason")),
-        runner=_text(runner.get("description")) if isinstance(runner, dict) else None,
+        failure_reason=text(payload.get("build_failure_reason")),
+        runner=text(runner.get("description")) if isinstance(runner, dict) else None,
     ))
 
 
@@ -335,10 +317,10 @@ class _Job:
 def _pipeline_job(job: dict[str, Any]) -> _Job:
     runner: Any = job.get("runner")
     return _Job(
-        id=_field(job, "id", "Pipeline Hook job"), name=_text(job.get("name")), stage=_text(job.get("stage")),
+        id=field(job, "id", "Pipeline Hook job"), name=text(job.get("name")), stage=text(job.get("stage")),
         status=job.get("status"), created=job.get("created_at"), started=job.get("started_at"),
-        finished=job.get("finished_at"), duration=job.get("duration"), failure_reason=_text(job.get("failure_reason")),
-        runner=_text(runner.get("description")) if isinstance(runner, dict) else None,
+        finished=job.get("finished_at"), duration=job.get("duration"), failure_reason=text(job.get("failure_reason")),
+        runner=text(runner.get("description")) if isinstance(runner, dict) else None,
     )
 
 
@@ -411,47 +393,24 @@ def _build_id(project: dict[str, Any], pipeline_id: Any, what: str, fallback: An
 
 
 def _project(project: dict[str, Any]) -> str:
-    path = _text(project.get("path_with_namespace"))
+    path = text(project.get("path_with_namespace"))
     if not path:
         raise Unmappable("project.path_with_namespace is missing")
     return path
-
-
-def _obj(payload: dict[str, Any], key: str) -> dict[str, Any]:
-    value = payload.get(key)
-    if not isinstance(value, dict):
-        raise Unmappable(f"the payload has no {key} object")
-    return value
-
-
-def _optional_obj(payload: dict[str, Any], key: str) -> dict[str, Any]:
-    value = payload.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _field(obj: dict[str, Any], key: str, what: str) -> Any:
-    value = obj.get(key)
-    if value is None or value == "":
-        raise Unmappable(f"{what}.{key} is missing")
-    return value
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _time(value: Any, what: str) -> datetime:
     """GitLab times: ISO 8601 ("2021-02-23T02:41:37Z") or "2016-08-12 15:23:28 UTC" / "... +0200"."""
     if not isinstance(value, str) or not value.strip():
         raise Unmappable(f"{what} is missing")
-    text = value.strip()
-    if text.endswith(" UTC"):
-        text = text[:-4] + "+00:00"
+    stamp = value.strip()
+    if stamp.endswith(" UTC"):
+        stamp = stamp[:-4] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(stamp)
     except ValueError:
         try:
-            parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z")
+            parsed = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S %z")
         except ValueError:
             raise Unmappable(f"{what} is not a time: {value[:40]!r}") from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

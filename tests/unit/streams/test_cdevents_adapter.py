@@ -479,7 +479,7 @@ def test_a_wrong_token_is_refused_without_naming_either_token() -> None:
 
 def test_an_unknown_source_is_refused() -> None:
     assert refused(SECRETS, "gitlab", bearer(TOKEN)) == (
-        "no token is configured for source 'gitlab' (CIPULSE_CDEVENTS_TOKENS)")
+        "no CDEvents token is configured for source 'gitlab' (CIPULSE_CDEVENTS_TOKENS)")
 
 
 def test_several_sources_need_the_source_parameter() -> None:

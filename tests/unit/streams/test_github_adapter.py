@@ -254,7 +254,7 @@ def test_the_secret_is_chosen_by_source_or_is_the_only_one() -> None:
     assert choose_secret(one, None) == ("acme", SECRET)
     assert choose_secret({"acme": SECRET, "other": SecretStr("x")}, "other")[0] == "other"
     for secrets, source, reason in (({}, None, "disabled"), ({"a": SECRET, "b": SECRET}, None, "add \\?source="),
-                                    (one, "nope", "no webhook secret is configured for source 'nope'")):
+                                    (one, "nope", "no GitHub webhook secret is configured for source 'nope'")):
         with pytest.raises(SignatureRefused, match=reason):
             choose_secret(secrets, source)
 
@@ -472,7 +472,7 @@ def test_authenticate_returns_the_source_whose_secret_signed_the_body() -> None:
     [({"acme": SECRET}, None, None, "missing signature"),
      ({"acme": SECRET}, None, sign("wrong secret", b"{}"), "does not match"),
      ({"acme": SECRET, "ci": SecretStr("second secret")}, "ci", sign(SECRET.get_secret_value(), b"{}"), "does not match"),
-     ({"acme": SECRET}, "nope", sign(SECRET.get_secret_value(), b"{}"), "no webhook secret is configured for source 'nope'"),
+     ({"acme": SECRET}, "nope", sign(SECRET.get_secret_value(), b"{}"), "no GitHub webhook secret is configured for source 'nope'"),
      ({}, None, sign(SECRET.get_secret_value(), b"{}"), "disabled")],
 )
 def test_authenticate_refuses_without_naming_a_secret(

@@ -123,8 +123,8 @@ async def _missing_or_wrong_signatures_are_refused_and_produce_nothing(api: Harn
         ({"signature": "sha1=" + "0" * 40, "source": "acme"}, "missing signature"),
         ({"secret": OTHER_SECRET, "source": "acme"}, "does not match"),
         ({"secret": SECRET, "source": "other"}, "does not match"),
-        ({"secret": SECRET}, "several webhook sources"),  # two configured, none chosen
-        ({"secret": SECRET, "source": "nope"}, "no webhook secret is configured"),
+        ({"secret": SECRET}, "several GitHub sources"),  # two configured, none chosen
+        ({"secret": SECRET, "source": "nope"}, "no GitHub webhook secret is configured"),
     ):
         status, answer = await api.post(payload, **kwargs)
         assert status == 401 and reason in answer["error"], (kwargs, answer)

@@ -383,7 +383,7 @@ def test_unmappable_pipeline_fields_say_why(edit: Any, reason: str) -> None:
 
 
 @pytest.mark.parametrize(("body", "reason"), [(b"[1, 2]", "not a JSON object"), (b"<xml/>", "not JSON"),
-                                              (b"\xff\xfe", "not JSON"), (b"null", "not a JSON object")])
+                                              (b"\xff\xfe", "not UTF-8"), (b"null", "not a JSON object")])
 def test_a_body_that_is_not_a_json_object_is_unmappable(body: bytes, reason: str) -> None:
     with pytest.raises(Unmappable, match=reason):
         send("Pipeline Hook", body)
@@ -445,13 +445,13 @@ def test_the_right_token_authenticates_the_source() -> None:
     ("secrets", "source", "headers", "reason"),
     [
         ({}, None, {"x-gitlab-token": TOKEN},
-         r'disabled on this worker: set CIPULSE_GITLAB_WEBHOOK_SECRETS to a JSON object \{"<source>": "<token>"\}'),
+         r'disabled on this worker: set CIPULSE_GITLAB_WEBHOOK_SECRETS to a JSON object \{"<source>": "<secret token>"\}'),
         ({}, "acme", {"x-gitlab-token": TOKEN}, "CIPULSE_GITLAB_WEBHOOK_SECRETS"),
         (SECRETS, None, {}, "missing X-Gitlab-Token"),
         (SECRETS, None, {"x-gitlab-token": "  "}, "missing X-Gitlab-Token"),
         (SECRETS, None, {"x-gitlab-token": "wrong-token"}, "does not match the token configured for source 'acme'"),
         (SECRETS, None, {"x-gitlab-token": TOKEN + "x"}, "does not match"),
-        (SECRETS, "nope", {"x-gitlab-token": TOKEN}, "no GitLab webhook token is configured for source 'nope'"),
+        (SECRETS, "nope", {"x-gitlab-token": TOKEN}, "no GitLab secret token is configured for source 'nope'"),
         ({"acme": SecretStr(TOKEN), "beta": SecretStr("t2")}, None, {"x-gitlab-token": TOKEN}, r"add \?source=<name>"),
     ],
 )
