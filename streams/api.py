@@ -25,6 +25,8 @@ from streams import metrics
 from streams.api_responses import answer, error
 from streams.builds import load_state
 from streams.exceptions import ApiRequestError
+from streams.broker_probe import BrokerProbe, producer_metadata
+from streams.key_routing import route_to_owner
 from streams.openapi import openapi_document
 from streams.query_params import parse_limit, parse_name, parse_window, reject_unknown
 from streams.sink_agent import SinkHealth
@@ -45,12 +47,15 @@ def register_api(
 
     @app.page("/builds/{build_id}", name="build_state")
     class BuildStateView(View):
-        @app.table_route(table=table, match_info="build_id")  # type: ignore[arg-type]
         async def get(self, request: Request, build_id: str) -> Response:
-            state = load_state(table.get(build_id.encode()))
-            if state is None:
-                return error(self, "build_state", 404, f"unknown build {build_id!r}: no event for it was accepted")
-            return ok(self, "build_state", state.model_dump(mode="json"))
+            # not app.table_route: it 404s while a table restores and 500s on a departed owner
+            async def local() -> Response:
+                state = load_state(table.get(build_id.encode()))
+                if state is None:
+                    return error(self, "build_state", 404, f"unknown build {build_id!r}: no event for it was accepted")
+                return ok(self, "build_state", state.model_dump(mode="json"))
+
+            return await route_to_owner(app, table, build_id, self, request, "build_state", local)
 
     @app.page("/builds/{build_id}/history", name="build_history")
     class BuildHistoryView(View):
@@ -110,10 +115,15 @@ def register_api(
         async def get(self, request: Request) -> Response:
             return ok(self, "health", m.HealthBody(status="ok").model_dump())
 
+    broker = BrokerProbe(producer_metadata(app))
+
     @app.page("/ready", name="ready")
     class ReadyView(View):
         async def get(self, request: Request) -> Response:
             problems: list[str] = []
+            broker_problem = broker.problem()  # the last probe's answer; never waits for the broker
+            if broker_problem is not None:
+                problems.append(broker_problem)
             try:
                 await gateway.call(queries.ping)
                 clickhouse_ok = True
@@ -136,6 +146,7 @@ def register_api(
                 "sink": health.healthy,
                 "partitions_assigned": assigned,
                 "state_recovered": recovered,
+                "kafka_broker": broker_problem is None,
             }
             body = m.ReadinessBody(ready=not problems, checks=checks, problems=problems)
             return ok(self, "ready", body.model_dump(), status=200 if body.ready else 503)

@@ -4,7 +4,8 @@ events, validated by the contract model `schemas.BuildEvent`).
 `streams.ingest_api` runs the checks in this order and produces to Kafka only what passes all:
 401 (no token, or the token of no project) -> 413 (body or batch too large) -> 422 (not JSON,
 wrong shape, or any invalid event: every invalid field is listed, with its index in a batch) ->
-403 (an event of a project the token is not for). A refused request produces nothing, so a
+403 (an event of a project the token is not for) -> 413 (an event too large to be one Kafka record:
+over CIPULSE_INGEST_MAX_EVENT_BYTES once encoded). A refused request produces nothing, so a
 client fixes it and sends it again whole.
 """
 
@@ -161,3 +162,58 @@ def _load_json(body: bytes, expected: str) -> Any:
         raise IngestRefused(422, f"the body is not JSON ({exc}): send {expected}") from exc
     except RecursionError as exc:  # e.g. 4 MB of '[': the stack, not the body limit, gives out first
         raise IngestRefused(422, f"the body nests arrays/objects too deeply to be read: send {expected}") from exc
+
+
+RECORD_OVERHEAD_BYTES = 128
+"""Kafka's framing around one record, counted against the limit: the record batch header (61 bytes),
+the record's own varints and attributes (at most ~25) and slack for headers."""
+
+_LARGEST_FIELDS_SHOWN = 3
+
+
+class IngestTooLarge(IngestRefused):
+    """413: an event is too large to be one Kafka record; `problems` names each such event."""
+
+    def __init__(self, message: str, problems: Sequence[IngestProblem]) -> None:
+        super().__init__(413, message)
+        self.problems = list(problems)
+
+
+def record_size(key: bytes, value: bytes) -> int:
+    """What one event weighs against the per-record limit: its key, its encoded value and the framing."""
+    return len(key) + len(value) + RECORD_OVERHEAD_BYTES
+
+
+def check_record_sizes(
+    events: Sequence[BuildEvent], records: Sequence[tuple[bytes, bytes]], limit: int, batch: bool
+) -> None:
+    """Raise `IngestTooLarge` naming every event whose (key, encoded value) record exceeds `limit` bytes.
+
+    Kafka refuses a record over the topic's max.message.bytes (1048588 by default) with an error
+    that used to surface as a 503 ("Kafka failed") although the client must shrink the event;
+    a body limit cannot catch it, since it is per request, not per event.
+    """
+    problems: list[IngestProblem] = []
+    for index, (event, (key, value)) in enumerate(zip(events, records, strict=True)):
+        size = record_size(key, value)
+        if size > limit:
+            problems.append(IngestProblem(
+                index=index if batch else None, field="<event>",
+                message=f"the event is {size} bytes as a Kafka record; at most {limit} "
+                f"(CIPULSE_INGEST_MAX_EVENT_BYTES): shrink {_largest_fields(event)}",
+            ))
+    if not problems:
+        return
+    listed = "; ".join(f"{_where(p)}: {p.message}" for p in problems)
+    what = f"{len(problems)} of {len(events)} events are too large" if batch else "the event is too large"
+    raise IngestTooLarge(f"{what} to be one Kafka record, nothing was produced: {listed}", problems)
+
+
+def _largest_fields(event: BuildEvent) -> str:
+    sizes = {
+        name: len(json.dumps(value, default=str))
+        for name, value in event.model_dump(mode="json").items()
+        if value not in (None, {}, "")
+    }
+    largest = sorted(sizes, key=lambda name: sizes[name], reverse=True)[:_LARGEST_FIELDS_SHOWN]
+    return "its largest fields: " + ", ".join(f"{name} (~{sizes[name]} bytes)" for name in largest)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -29,8 +29,12 @@ from schemas.serde import encode
 from streams import metrics
 from streams.api_responses import answer, error
 from streams.exceptions import IngestRefused
-from streams.ingest import IngestInvalid, authorize, check_projects, parse_batch, parse_event
-from streams.ingest_openapi import IngestAccepted, IngestedEvent, IngestInvalidBody, IngestNotAcknowledgedBody
+from streams.ingest import (
+    IngestInvalid, IngestTooLarge, authorize, check_projects, check_record_sizes, parse_batch, parse_event,
+)
+from streams.ingest_openapi import (
+    IngestAccepted, IngestedEvent, IngestInvalidBody, IngestNotAcknowledgedBody, IngestTooLargeBody,
+)
 from streams.settings import CipulseSettings
 
 log = logging.getLogger(__name__)
@@ -47,8 +51,12 @@ class ProduceOutcome:
     problems: list[str] = field(default_factory=list)
 
 
-async def produce_events(topic: TopicT, events: list[BuildEvent], timeout: float) -> ProduceOutcome:
+async def produce_events(
+    topic: TopicT, events: list[BuildEvent], timeout: float, values: Sequence[bytes] | None = None
+) -> ProduceOutcome:
     """Send every event, then wait (at most `timeout` in all) for each acknowledgement.
+
+    `values` are the events already encoded (`schemas.serde.encode`), when the caller has them.
 
     Delivery futures are never cancelled: one still pending at the deadline is reported as not
     acknowledged (it may yet arrive, which is harmless: a build ignores a seq it already has).
@@ -61,7 +69,8 @@ async def produce_events(topic: TopicT, events: list[BuildEvent], timeout: float
     for index, event in enumerate(events):
         try:
             delivery: Awaitable[Any] = await asyncio.wait_for(
-                topic.send(key=event.build_id.encode(), value=encode(event)), max(0.0, deadline - loop.time())
+                topic.send(key=event.build_id.encode(), value=encode(event) if values is None else values[index]),
+                max(0.0, deadline - loop.time()),
             )
             sent.append((event, asyncio.ensure_future(delivery)))
         except Exception as exc:  # TimeoutError (metadata or buffer wait) or the producer's refusal
@@ -96,6 +105,8 @@ def _describe(exc: BaseException, timeout: float) -> str:
 def register_ingest_api(app: faust.App, *, events: TopicT, settings: CipulseSettings) -> None:
     """Attach POST /ingest/builds and /ingest/builds/batch (described in `streams.ingest_openapi`)."""
     topic_name = events.get_topic_name()
+    # one event = one Kafka record: the broker's per-record limit (and the producer's) bounds it
+    max_event_bytes = min(settings.ingest_max_event_bytes, int(app.conf.producer_max_request_size))
 
     async def ingest(view: View, request: Request, endpoint: str, batch: bool) -> Response:
         try:
@@ -117,7 +128,17 @@ def register_ingest_api(app: faust.App, *, events: TopicT, settings: CipulseSett
             metrics.INGEST_EVENTS.labels("refused").inc(len(parsed))
             log.info("%s: refused with %d: %s", endpoint, exc.status, exc)
             return error(view, endpoint, exc.status, str(exc))
-        outcome = await produce_events(events, parsed, settings.ingest_ack_timeout_seconds)
+        records = [(event.build_id.encode(), encode(event)) for event in parsed]
+        try:
+            check_record_sizes(parsed, records, max_event_bytes, batch)
+        except IngestTooLarge as exc:
+            metrics.INGEST_EVENTS.labels("refused").inc(len(parsed))
+            log.info("%s: refused with 413: %s", endpoint, exc)
+            too_large = IngestTooLargeBody(error=str(exc), problems=exc.problems)
+            return answer(view, endpoint, 413, too_large.model_dump(mode="json"))
+        outcome = await produce_events(
+            events, parsed, settings.ingest_ack_timeout_seconds, values=[value for _, value in records]
+        )
         metrics.INGEST_EVENTS.labels("accepted").inc(len(outcome.acknowledged))
         if outcome.not_acknowledged:
             metrics.INGEST_EVENTS.labels("not_acknowledged").inc(len(outcome.not_acknowledged))

@@ -40,6 +40,13 @@ class IngestInvalidBody(m.ErrorBody):
     problems: list[IngestProblem]
 
 
+class IngestTooLargeBody(m.ErrorBody):
+    """413: the body or batch is too large (`problems` empty), or events are too large to be one Kafka
+    record each (`problems` names them, with their index in a batch)."""
+
+    problems: list[IngestProblem] = []
+
+
 class IngestNotAcknowledgedBody(m.ErrorBody):
     """503: Kafka did not acknowledge every event; exactly these were (and these were not)."""
 
@@ -51,7 +58,11 @@ class IngestNotAcknowledgedBody(m.ErrorBody):
 _COMMON: dict[int, tuple[str, type[BaseModel] | None]] = {
     401: ("No bearer token, or the token of no project (or ingest disabled: CIPULSE_INGEST_TOKENS unset)", m.ErrorBody),
     403: ("The token belongs to another project than an event's; the message names it", m.ErrorBody),
-    413: ("Body larger than CIPULSE_INGEST_MAX_BODY_BYTES, or more events than CIPULSE_INGEST_MAX_BATCH", m.ErrorBody),
+    413: (
+        "Body larger than CIPULSE_INGEST_MAX_BODY_BYTES, more events than CIPULSE_INGEST_MAX_BATCH, or an event larger "
+        "than CIPULSE_INGEST_MAX_EVENT_BYTES as one Kafka record (each listed in `problems`)",
+        IngestTooLargeBody,
+    ),
     422: ("Not JSON, or invalid events: every invalid field is listed (with its index in a batch)", IngestInvalidBody),
     503: ("Kafka did not acknowledge (all) events in time; the body says exactly which were", IngestNotAcknowledgedBody),
 }

@@ -52,7 +52,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "build_state",
         "/builds/{build_id}",
         "Current state of a build with its stage/task tree (served by the worker owning the key)",
-        {200: ("Current state", m.BuildStateBody), 404: ("No event for this build id was accepted", m.ErrorBody)},
+        {
+            200: ("Current state", m.BuildStateBody),
+            404: ("No event for this build id was accepted (only said once the owner's table is ready)", m.ErrorBody),
+            503: (
+                "The table is being rebalanced/restored, or the worker owning the key is unreachable; "
+                "retry after the `Retry-After` header's seconds",
+                m.ErrorBody,
+            ),
+        },
         (Param("build_id", "path", "Build id", required=True),),
     ),
     Endpoint(
@@ -91,7 +99,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "ready",
         "/ready",
-        "Readiness: ClickHouse reachable, sink writing, partitions assigned, table state recovered",
+        "Readiness: Kafka broker answering, ClickHouse reachable, sink writing, partitions assigned, table state recovered",
         {200: ("Ready", m.ReadinessBody), 503: ("Not ready; `problems` says why", m.ReadinessBody)},
         tags=("operations",),
     ),

@@ -98,6 +98,11 @@ class CipulseSettings(BaseSettings):
     ingest_max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest ingest request body; a larger one gets 413"
     )
+    ingest_max_event_bytes: int = Field(
+        default=1_000_000, ge=1024,
+        description="Largest single ingested event as one Kafka record (Avro value + key + record overhead); a larger "
+        "one gets 413. Keep it at or under the build-events topic's max.message.bytes (broker default 1048588)",
+    )
     ingest_ack_timeout_seconds: float = Field(
         default=10.0, gt=0, description="How long an ingest request waits for the broker's acknowledgements before 503"
     )

@@ -107,7 +107,7 @@ def test_readiness_reports_each_check(fed_worker: tuple[WorkerProcess, str]) -> 
     status, body = http_json(f"{worker.api}/ready")
     assert status == 200
     assert m.ReadinessBody.model_validate(body).checks == {
-        "clickhouse": True, "sink": True, "partitions_assigned": True, "state_recovered": True,
+        "clickhouse": True, "sink": True, "partitions_assigned": True, "state_recovered": True, "kafka_broker": True,
     }
 
 

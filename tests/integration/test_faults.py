@@ -226,18 +226,23 @@ def run_outage(broker: KafkaBroker, worker: WorkerProcess, tmp_path: Path, build
         broker.stop()
         stopped_at = time.monotonic()
         outage_ready: Counter[int] = Counter()
+        broker_problems: list[str] = []
         while time.monotonic() - stopped_at < OUTAGE_SECONDS:
-            outage_ready[ready(worker)[0]] += 1  # how the worker presents itself meanwhile (reported below)
+            status, body = ready(worker)
+            outage_ready[status] += 1  # how the worker presents itself meanwhile
+            broker_problems += [p for p in body["problems"] if p.startswith("Kafka broker unreachable since ")]
             assert worker.process is not None and worker.process.poll() is None, worker.log_tail()
             time.sleep(1.0)
         pending_in_outage = reporter.pending()
         started_in_outage = [b for at, b in feeder.started_builds if at > stopped_at]
         assert started_in_outage and api_status(started_in_outage[-1]) is None
+        # /ready noticed the outage within seconds (a metadata probe, refreshed every 2 s, 3 s timeout)
+        # and said so for the rest of it: the last polls of the outage are 503 naming the broker.
+        assert broker_problems and outage_ready[503] >= sum(outage_ready.values()) / 2, (outage_ready, broker_problems)
+        assert ready(worker)[1]["checks"]["kafka_broker"] is False
         broker.start()
         restarted_at = time.monotonic()
 
-        # Note: /ready stayed 200 during the whole outage (nothing in it looks at the broker), so
-        # "200 again" proves little; the builds that started while the broker was away prove recovery.
         wait_until(lambda: ready(worker)[0] == 200, 120, "the worker's /ready to be 200 again after the broker returned")
         wait_until(lambda: api_status(started_in_outage[-1]), 90, "a build started during the outage to reach the API")
         caught_up = time.monotonic() - restarted_at
