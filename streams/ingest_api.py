@@ -13,11 +13,10 @@ were not. The checks before that are pure and live in `streams.ingest`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import faust
 from aiohttp import web
@@ -35,6 +34,7 @@ from streams.ingest import (
 from streams.ingest_openapi import (
     IngestAccepted, IngestedEvent, IngestInvalidBody, IngestNotAcknowledgedBody, IngestTooLargeBody,
 )
+from streams.acked_produce import Outgoing, produce_acknowledged
 from streams.settings import CipulseSettings
 
 log = logging.getLogger(__name__)
@@ -54,52 +54,25 @@ class ProduceOutcome:
 async def produce_events(
     topic: TopicT, events: list[BuildEvent], timeout: float, values: Sequence[bytes] | None = None
 ) -> ProduceOutcome:
-    """Send every event, then wait (at most `timeout` in all) for each acknowledgement.
+    """Send every event keyed by build id and wait for each acknowledgement (`streams.acked_produce`).
 
     `values` are the events already encoded (`schemas.serde.encode`), when the caller has them.
-
-    Delivery futures are never cancelled: one still pending at the deadline is reported as not
-    acknowledged (it may yet arrive, which is harmless: a build ignores a seq it already has).
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    outcome = ProduceOutcome()
-    sent: list[tuple[BuildEvent, asyncio.Future[Any]]] = []
-    unsent: list[BuildEvent] = []
-    for index, event in enumerate(events):
-        try:
-            delivery: Awaitable[Any] = await asyncio.wait_for(
-                topic.send(key=event.build_id.encode(), value=encode(event) if values is None else values[index]),
-                max(0.0, deadline - loop.time()),
-            )
-            sent.append((event, asyncio.ensure_future(delivery)))
-        except Exception as exc:  # TimeoutError (metadata or buffer wait) or the producer's refusal
-            outcome.problems.append(_describe(exc, timeout))
-            unsent = events[index:]
-            break
-    if sent:
-        await asyncio.wait([future for _, future in sent], timeout=max(0.0, deadline - loop.time()))
-    for event, future in sent:
-        if not future.done():
-            outcome.not_acknowledged.append(event.event_id)
-            if not any("did not acknowledge" in p for p in outcome.problems):
-                outcome.problems.append(f"the broker did not acknowledge within {timeout:g}s")
-        elif future.exception() is not None:
-            outcome.not_acknowledged.append(event.event_id)
-            outcome.problems.append(f"event {event.event_id}: {future.exception()!r}")
-        else:
-            record = future.result()
-            outcome.acknowledged.append(IngestedEvent(
-                event_id=event.event_id, build_id=event.build_id, partition=record.partition, offset=record.offset,
-            ))
-    outcome.not_acknowledged.extend(event.event_id for event in unsent)
-    return outcome
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"the broker did not acknowledge within {timeout:g}s (no metadata or a full send buffer)"
-    return f"the producer refused: {exc!r}"
+    records = [
+        Outgoing(topic, event.build_id.encode(), encode(event) if values is None else values[index], event.event_id)
+        for index, event in enumerate(events)
+    ]
+    acked = await produce_acknowledged(records, timeout)
+    build_of = {event.event_id: event.build_id for event in events}
+    return ProduceOutcome(
+        acknowledged=[
+            IngestedEvent(event_id=ack.record_id, build_id=build_of[ack.record_id], partition=ack.partition,
+                          offset=ack.offset)
+            for ack in acked.acknowledged
+        ],
+        not_acknowledged=acked.not_acknowledged,
+        problems=list(dict.fromkeys(acked.problems)),
+    )
 
 
 def register_ingest_api(app: faust.App, *, events: TopicT, settings: CipulseSettings) -> None:

@@ -25,6 +25,9 @@ class ScriptedTopic:
         self.script = script
         self.offset = 0
 
+    def get_topic_name(self) -> str:
+        return "cipulse.build-events"
+
     async def send(self, *, key: bytes, value: bytes) -> asyncio.Future[Any]:
         outcome = self.script.get(key.decode(), "ack")
         if outcome == "refuse":
