@@ -13,6 +13,14 @@ Rules for migration authors, because they are what make a start-up safe to repea
   (server mode) may both run it, after which `schema_migrations` holds the version once, because
   it is a ReplacingMergeTree keyed by version and read with FINAL.
 
+With `cluster` set (`CIPULSE_CLICKHOUSE_CLUSTER`, server DSNs only), every statement, the
+`CREATE DATABASE` and the `schema_migrations` table included, is rewritten by
+`sinks.cluster_ddl.replicate_statement` after its placeholders are filled: `ON CLUSTER '<c>'`
+and `Replicated...MergeTree('/clickhouse/tables/{shard}/<db>/<table>', '{replica}', ...)`.
+The files and their checksums are the same in both modes; what a mode changes is only the SQL
+sent. Before any DDL runs, the cluster mode checks that the server knows the cluster and the
+`{shard}`/`{replica}` macros and that the database holds no table created without the option.
+
 Retention values are parameters, not part of the checksum: changing them for an existing
 table is not done here (the table keeps the TTL it was created with). An operator changes a
 live table's retention with `ALTER TABLE ... MODIFY TTL`; code that depends on a retention
@@ -30,6 +38,7 @@ from importlib import resources
 from clickhouse_connect.driver import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from sinks.cluster_ddl import checked_cluster, replicate_statement, replicate_statements
 from sinks.exceptions import MigrationError
 from sinks.identifiers import checked_identifier
 
@@ -111,6 +120,7 @@ def apply_migrations(
     results_retention_days: int = DEFAULT_RESULTS_RETENTION_DAYS,
     context_retention_days: int = DEFAULT_CONTEXT_RETENTION_DAYS,
     migrations: list[Migration] | None = None,
+    cluster: str | None = None,
 ) -> list[Migration]:
     """Bring `database` up to the shipped DDL; return the migrations applied by this call.
 
@@ -118,9 +128,12 @@ def apply_migrations(
     against its file first, so a tampered history stops the process before it touches data.
     `migrations` overrides the shipped files (tests use it to simulate an edited file).
     `context_retention_days` is the TTL `build_context` is created with: how long a build can
-    be retried with its original variables.
+    be retried with its original variables. `cluster` names the ClickHouse cluster to create
+    replicated tables on (see the module docstring); None keeps the single-node DDL.
     """
     database = checked_identifier(database)
+    if cluster is not None:
+        cluster = checked_cluster(cluster)
     parameters = {
         "database": database,
         "raw_retention_days": str(_positive_days(raw_retention_days, "raw_retention_days")),
@@ -134,8 +147,23 @@ def apply_migrations(
     wanted = sorted(
         load_migrations() if migrations is None else migrations, key=lambda m: m.version
     )
-    _execute(client, f"CREATE DATABASE IF NOT EXISTS {database}", "database creation")
-    _execute(client, _migrations_table_ddl(database), f"{MIGRATIONS_TABLE} table")
+    if cluster is not None:
+        _check_cluster(client, cluster)
+        logger.info(
+            "migrating database %s with replicated tables ON CLUSTER %s", database, cluster
+        )
+    _execute(
+        client,
+        _for_cluster(f"CREATE DATABASE IF NOT EXISTS {database}", cluster, "database creation"),
+        "database creation",
+    )
+    if cluster is not None:
+        _refuse_single_node_tables(client, database, cluster)
+    _execute(
+        client,
+        _for_cluster(_migrations_table_ddl(database), cluster, f"{MIGRATIONS_TABLE} table"),
+        f"{MIGRATIONS_TABLE} table",
+    )
     applied = {row.version: row for row in applied_migrations(client, database)}
 
     known_versions = {migration.version for migration in wanted}
@@ -158,11 +186,16 @@ def apply_migrations(
                 "migration file"
             )
 
+    # Every pending file is rendered (and, for a cluster, rewritten) before the first one runs,
+    # so a statement that cannot be rewritten stops the start-up before any migration runs.
+    pending = [
+        (migration, _statements_for(migration, parameters, cluster))
+        for migration in wanted
+        if migration.version not in applied
+    ]
     newly_applied: list[Migration] = []
-    for migration in wanted:
-        if migration.version in applied:
-            continue
-        for statement in migration.statements(parameters):
+    for migration, statements in pending:
+        for statement in statements:
             _execute(client, statement, migration.file_name)
         _record(client, database, migration)
         logger.info("applied migration %s to database %s", migration.file_name, database)
@@ -198,6 +231,76 @@ def _migrations_table_ddl(database: str) -> str:
         " applied_at DateTime64(3, 'UTC') DEFAULT now64(3)"
         ") ENGINE = ReplacingMergeTree(applied_at) ORDER BY version"
     )
+
+
+def _statements_for(
+    migration: Migration, parameters: dict[str, str], cluster: str | None
+) -> list[str]:
+    statements = migration.statements(parameters)
+    if cluster is None:
+        return statements
+    return replicate_statements(statements, cluster, migration.file_name)
+
+
+def _for_cluster(statement: str, cluster: str | None, source: str) -> str:
+    return statement if cluster is None else replicate_statement(statement, cluster, source)
+
+
+def _check_cluster(client: Client, cluster: str) -> None:
+    """Fail before any DDL when the server reached cannot run the cluster DDL."""
+    try:
+        nodes = client.query(
+            "SELECT count() FROM system.clusters WHERE cluster = {cluster:String}",
+            parameters={"cluster": cluster},
+        ).result_rows[0][0]
+        macros = {
+            str(row[0])
+            for row in client.query(
+                "SELECT macro FROM system.macros WHERE macro IN ('shard', 'replica')"
+            ).result_rows
+        }
+    except ClickHouseError as exc:
+        raise MigrationError(
+            f"cannot check ClickHouse cluster {cluster!r} before migrating: {exc}"
+        ) from exc
+    if not int(nodes):
+        raise MigrationError(
+            f"ClickHouse cluster {cluster!r} (CIPULSE_CLICKHOUSE_CLUSTER) is not defined on the "
+            "server reached (system.clusters): check the name against the server's "
+            "<remote_servers>, or unset CIPULSE_CLICKHOUSE_CLUSTER for a single node"
+        )
+    missing = sorted({"shard", "replica"} - macros)
+    if missing:
+        raise MigrationError(
+            f"the ClickHouse server reached defines no {', '.join('{' + m + '}' for m in missing)} "
+            f"macro (system.macros), which the replicated tables of cluster {cluster!r} use in "
+            "their Keeper path and replica name: add them to the <macros> of every node"
+        )
+
+
+def _refuse_single_node_tables(client: Client, database: str, cluster: str) -> None:
+    """Stop when `database` already holds MergeTree tables that are not replicated.
+
+    They were created without the cluster option; `CREATE TABLE IF NOT EXISTS ... ON CLUSTER`
+    would leave them as they are on this node and create replicated ones on the others.
+    """
+    try:
+        rows = client.query(
+            "SELECT name, engine FROM system.tables WHERE database = {database:String} "
+            "AND engine LIKE '%MergeTree' AND engine NOT LIKE 'Replicated%' "
+            "AND engine NOT LIKE 'Shared%' ORDER BY name",
+            parameters={"database": database},
+        ).result_rows
+    except ClickHouseError as exc:
+        raise MigrationError(f"cannot list the tables of database {database!r}: {exc}") from exc
+    if rows:
+        tables = ", ".join(f"{name} ({engine})" for name, engine in rows)
+        raise MigrationError(
+            f"database {database!r} already holds tables that are not replicated: {tables}. "
+            f"They were created without CIPULSE_CLICKHOUSE_CLUSTER; migrating them to cluster "
+            f"{cluster!r} is a manual step (README, 'ClickHouse cluster in production'), or use a "
+            "new database"
+        )
 
 
 def _record(client: Client, database: str, migration: Migration) -> None:

@@ -27,6 +27,12 @@ class CipulseSettings(BaseSettings):
         description="chdb:///abs/path (embedded, one owning process), chdb://memory, or http(s)://user:pass@host:port",
     )
     clickhouse_database: str = Field(default="cipulse", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clickhouse_cluster: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="ClickHouse cluster (remote_servers) the migrations create replicated tables on, ON CLUSTER; "
+        "unset = single node. Server DSNs only",
+    )
     raw_retention_days: int = Field(default=30, ge=1, description="TTL of day-partitioned raw event tables")
     results_retention_days: int = Field(default=400, ge=1, description="TTL of per-build result rows")
     context_retention_days: int = Field(

@@ -11,6 +11,7 @@ import logging
 
 import faust
 
+from sinks.cluster_ddl import check_cluster_dsn
 from sinks.connection import open_client
 from sinks.gateway import ClickHouseGateway
 from sinks.migrations import apply_migrations
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 def open_gateway(settings: CipulseSettings) -> ClickHouseGateway:
     dsn = settings.clickhouse_dsn.get_secret_value()
     database = settings.clickhouse_database
+    check_cluster_dsn(dsn, settings.clickhouse_cluster)  # chDB cannot run ON CLUSTER DDL
     return ClickHouseGateway(lambda: open_client(dsn, database), database)
 
 
@@ -35,6 +37,7 @@ def prepare_clickhouse(settings: CipulseSettings, gateway: ClickHouseGateway) ->
         raw_retention_days=settings.raw_retention_days,
         results_retention_days=settings.results_retention_days,
         context_retention_days=settings.context_retention_days,
+        cluster=settings.clickhouse_cluster,
     )
     names = ", ".join(migration.file_name for migration in applied) or "nothing new"
     log.info("ClickHouse schema ready (applied: %s)", names)
