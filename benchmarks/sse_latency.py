@@ -1,9 +1,10 @@
 """How soon does an SSE client see a build's change set after the event is produced?
 
 Runs a private broker (or uses `--bootstrap`), one `cipulse worker`, and `--clients` Server-Sent
-Events clients on `GET /stream/builds` (unfiltered, each its own connection and so its own
-Kafka consumer in the worker), then measures the whole push path: build-events -> build-state
-agent (its 0.05 s batch wait included) -> build-status -> the stream's consumer -> HTTP chunk.
+Events clients on `GET /stream/builds` (unfiltered, each its own connection; the worker reads
+for all of them with one shared Kafka consumer), then measures the whole push path: build-events
+-> build-state agent (its 0.05 s batch wait included) -> build-status -> the worker's shared SSE
+tail -> each client's queue -> HTTP chunk.
 
 1. kafka  - `--events` QUEUED events of fresh builds produced with librdkafka (acks=all,
             linger 0) at `--rate` events/s. Latency runs from the produce() call to the moment

@@ -86,6 +86,20 @@ SSE_EVENTS_PUSHED = Counter("cipulse_sse_events_pushed_total", "Build-status cha
 SSE_RECORDS_UNDECODABLE = Counter(
     "cipulse_sse_records_undecodable_total", "build-status records an SSE stream could not decode (logged with position)"
 )
+SSE_RECORDS_DECODED = Counter(
+    "cipulse_sse_records_decoded_total",
+    "build-status records decoded for SSE clients: once per record by the shared tail, or by a client's catch-up reader",
+    ["reader"],  # tail | catch_up
+)
+SSE_KAFKA_READERS = Gauge(
+    "cipulse_sse_kafka_readers",
+    "Kafka consumers reading build-status for SSE clients: the worker's shared tail, and catch-up readers of resumed clients",
+    ["kind"],  # tail | catch_up
+)
+SSE_CLIENTS_DROPPED = Counter(
+    "cipulse_sse_clients_dropped_total", "SSE clients disconnected by the worker, by reason (slow: their queue overflowed)",
+    ["reason"],
+)
 CALLBACK_DELIVERIES = Counter(
     "cipulse_callback_deliveries_total",
     "REST callback deliveries finished: delivered (2xx), gave_up (dead-lettered) or skipped (callback disabled)",

@@ -1,48 +1,55 @@
 """`GET /stream/builds`: build-status change sets pushed to HTTP clients as Server-Sent Events.
 
-Each connection has its own aiokafka consumer, assigned every partition of the build-status
-topic (no consumer group, no commits: the client holds its position in the event ids, see
-`streams.push_stream`), so any worker serves any client and one slow client delays nobody
-else. `PushStreams` bounds how many run at once and stops them all when the worker stops; a
-stream ends, and its consumer is closed, when the client goes away (seen within one poll, 0.25 s).
+A worker reads the build-status topic once for all its clients: one shared tail consumer
+(`streams.push_tail.SharedTail`; no consumer group, no commits: a client holds its position in
+the event ids, see `streams.push_stream`), started by the first client, decodes each record once
+and fans it out to every client's filter and bounded queue (`streams.push_fanout`). A client
+that resumes behind the tail reads privately until it has caught up, then joins the tail
+(`streams.push_tail.catch_up`). A client too slow for the live rate is disconnected (it resumes
+with its last id) instead of holding the others back. `PushStreams` bounds how many streams run
+at once and stops them all when the worker stops; a stream ends when the client goes away
+(seen within one poll, 0.25 s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from typing import Any, cast
 
 import faust
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import Request, Response, View
 
-from schemas import BuildStatusChange, SerdeError, decode
 from streams import metrics
 from streams.api_responses import error
 from streams.exceptions import ApiRequestError, StreamPositionError
+from streams.push_fanout import CLIENT_QUEUE_EVENTS, Subscriber
 from streams.push_stream import (
-    EVENT_TYPE,
     GAP_EVENT_TYPE,
     HEARTBEAT,
     StartPlan,
-    StatusFilter,
     encode_position,
     parse_stream_request,
-    plan_start,
     sse_event,
+    sse_event_json,
     sse_preamble,
+)
+from streams.push_tail import (
+    KAFKA_SETUP_TIMEOUT,
+    POLL_SECONDS,
+    ConsumerFactory,
+    SharedTail,
+    catch_up,
+    kafka_consumer_factory,
 )
 from streams.settings import CipulseSettings
 
 log = logging.getLogger(__name__)
 
 ENDPOINT = "stream_builds"
-POLL_SECONDS = 0.25
-"""Longest a stream waits for records before it checks the client and the stop flag again."""
-KAFKA_SETUP_TIMEOUT = 10.0
 _ids = itertools.count(1)
 
 
@@ -52,6 +59,7 @@ class PushStreams:
     def __init__(self, max_clients: int) -> None:
         self.max_clients = max_clients
         self._stops: set[asyncio.Event] = set()
+        self.tail: SharedTail | None = None
 
     @property
     def open(self) -> int:
@@ -73,36 +81,23 @@ class PushStreams:
             stop.set()
 
 
-async def position_consumer(consumer: AIOKafkaConsumer, topic: str, resume: dict[int, int] | None) -> StartPlan:
-    """Assign every partition of `topic` and seek to where the stream starts."""
-    # `consumer.topics()` fetches the same metadata but keeps only the names; the partitions of a
-    # topic the consumer has not subscribed to are only in the client's answer.
-    metadata = await consumer._client.fetch_all_metadata()
-    partitions = metadata.partitions_for_topic(topic)
-    if not partitions:
-        raise ConnectionError(f"topic {topic} does not exist (yet): is the worker's build-state agent running?")
-    assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
-    consumer.assign(assigned)
-    beginnings = await consumer.beginning_offsets(assigned)
-    ends = await consumer.end_offsets(assigned)
-    plan = plan_start(
-        resume, {tp.partition: offset for tp, offset in beginnings.items()}, {tp.partition: offset for tp, offset in ends.items()}
-    )
-    for tp in assigned:
-        consumer.seek(tp, plan.offsets[tp.partition])
-    return plan
-
-
-def register_push_api(app: faust.App, *, status_topic: str, settings: CipulseSettings) -> PushStreams:
+def register_push_api(
+    app: faust.App, *, status_topic: str, settings: CipulseSettings,
+    make_consumer: ConsumerFactory | None = None, client_queue: int = CLIENT_QUEUE_EVENTS,
+) -> PushStreams:
     """Attach `GET /stream/builds` (described in `streams.push_openapi`); returns the stream registry."""
     streams = PushStreams(settings.sse_max_clients)
+    consumers = make_consumer or kafka_consumer_factory(settings.kafka_bootstrap)
+    tail = SharedTail(status_topic, consumers, settings.app_id)
+    streams.tail = tail
 
     @app.on_before_shutdown.connect
     async def stop_push_streams(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """Open streams end (and close their consumers) before the web server waits for its handlers."""
+        """Open streams end, and the shared tail stops, before the web server waits for its handlers."""
         if streams.open:
             log.info("stopping %d SSE stream(s)", streams.open)
         streams.stop_all()
+        await tail.close()
 
     @app.page("/stream/builds", name=ENDPOINT)
     class BuildStreamView(View):
@@ -121,21 +116,26 @@ def register_push_api(app: faust.App, *, status_topic: str, settings: CipulseSet
                 refused.headers["Retry-After"] = "5"
                 return refused
             client_id = f"{settings.app_id}-sse-{next(_ids)}"
-            connected, pushed = False, 0
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=[server.strip() for server in settings.kafka_bootstrap.split(",")],
-                client_id=client_id, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                fetch_max_wait_ms=int(POLL_SECONDS * 1000),
-            )
+            subscriber: Subscriber | None = None
+            reader: asyncio.Task[int] | None = None
+            connected = False
             try:
                 try:
-                    await asyncio.wait_for(consumer.start(), KAFKA_SETUP_TIMEOUT)
-                    plan = await asyncio.wait_for(position_consumer(consumer, status_topic, resume), KAFKA_SETUP_TIMEOUT)
+                    await tail.acquire()
+                    plan = await asyncio.wait_for(tail.plan(resume), KAFKA_SETUP_TIMEOUT)
+                    if not tail.running:
+                        raise ConnectionError("the SSE shared tail stopped")
                 except StreamPositionError as exc:
                     return error(self, ENDPOINT, 400, str(exc))
                 except Exception as exc:
                     log.error("SSE stream %s: Kafka unavailable: %r", client_id, exc)
                     return error(self, ENDPOINT, 503, f"cannot read {status_topic} from Kafka: {exc!r}; retry later")
+                # no await between the tail's position and the registration: nothing slips past
+                subscriber = Subscriber(client_id, wanted, plan.offsets, client_queue)
+                tail.fanout.register(subscriber, live_end=resume is None)
+                start = StartPlan(offsets=dict(subscriber.position), gaps=plan.gaps)
+                if subscriber.behind:
+                    reader = asyncio.create_task(catch_up(tail, subscriber, consumers, stop), name=f"{client_id}-catch-up")
                 response = web.StreamResponse(status=200, headers={
                     "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                 })
@@ -143,64 +143,68 @@ def register_push_api(app: faust.App, *, status_topic: str, settings: CipulseSet
                 metrics.API_REQUESTS.labels(ENDPOINT, "200").inc()
                 metrics.SSE_CLIENTS.inc()
                 connected = True
-                log.info("SSE stream %s opened (%s) at %s", client_id, wanted, encode_position(plan.offsets))
-                pushed = await _pump(consumer, cast(web.Request, request), response, wanted, plan, stop, settings)
+                log.info("SSE stream %s opened (%s) at %s, %s", client_id, wanted, encode_position(start.offsets),
+                         "catching up" if reader else "on the shared tail")
+                await _pump(subscriber, reader, cast(web.Request, request), response, start, stop, settings, status_topic)
                 return cast(Response, response)
             finally:
+                if subscriber is not None:
+                    tail.fanout.unregister(subscriber)
+                if reader is not None:
+                    reader.cancel()
+                    with contextlib.suppress(BaseException):
+                        await reader
+                tail.release()
                 streams.close(stop)
-                await consumer.stop()
-                if connected:  # counted until its consumer is closed
+                if connected:
                     metrics.SSE_CLIENTS.dec()
-                    log.info("SSE stream %s closed, its consumer stopped, after %d change sets", client_id, pushed)
+                    assert subscriber is not None
+                    log.info("SSE stream %s closed after %d change sets%s", client_id, subscriber.pushed,
+                             f" ({subscriber.dropped})" if subscriber.dropped else "")
 
     return streams
 
 
 async def _pump(
-    consumer: AIOKafkaConsumer,
+    subscriber: Subscriber,
+    reader: asyncio.Task[int] | None,
     request: web.Request,
     response: web.StreamResponse,
-    wanted: StatusFilter,
-    plan: StartPlan,
+    start: StartPlan,
     stop: asyncio.Event,
     settings: CipulseSettings,
-) -> int:
-    """Write matching change sets until the client leaves or the worker stops; returns how many."""
+    topic: str,
+) -> None:
+    """Write the subscriber's queued events until the client leaves, is dropped, or the worker stops."""
     loop = asyncio.get_running_loop()
-    position = dict(plan.offsets)
-    pushed = 0
     try:
-        await response.write(sse_preamble(position, next(iter(consumer.assignment())).topic))
-        for gap in plan.gaps:
-            await response.write(sse_event(encode_position(position), GAP_EVENT_TYPE, gap))
+        await response.write(sse_preamble(start.offsets, topic))
+        for gap in start.gaps:
+            await response.write(sse_event(encode_position(start.offsets), GAP_EVENT_TYPE, gap))
         last_write = loop.time()
-        while not stop.is_set() and not _client_gone(request):
-            batches = await consumer.getmany(timeout_ms=int(POLL_SECONDS * 1000), max_records=1000)
-            chunks: list[bytes] = []
-            for tp, records in batches.items():
-                for record in records:
-                    position[tp.partition] = record.offset + 1
-                    if not wanted.key_may_match(record.key):
-                        continue
-                    try:
-                        change = decode(record.value, BuildStatusChange)
-                    except SerdeError as exc:
-                        metrics.SSE_RECORDS_UNDECODABLE.inc()
-                        log.error("SSE stream skips %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
-                        continue
-                    if wanted.matches(change):
-                        chunks.append(sse_event(encode_position(position), EVENT_TYPE, change.model_dump(mode="json")))
-            if chunks:
-                await response.write(b"".join(chunks))
-                pushed += len(chunks)
-                metrics.SSE_EVENTS_PUSHED.inc(len(chunks))
+        while not stop.is_set() and not _client_gone(request) and subscriber.dropped is None:
+            if reader is not None and reader.done():
+                if not reader.cancelled() and reader.exception() is not None:
+                    log.error("SSE stream %s: its catch-up reader failed, the stream ends (the client resumes): %r",
+                              subscriber.name, reader.exception())
+                    return
+                reader = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(subscriber.wakeup.wait(), POLL_SECONDS)
+            if subscriber.dropped is not None:
+                return
+            events = subscriber.drain()
+            if events:
+                await response.write(b"".join(sse_event_json(e.event_id, e.event, e.data) for e in events))
+                changes = sum(1 for e in events if e.event != GAP_EVENT_TYPE)
+                subscriber.pushed += changes
+                metrics.SSE_EVENTS_PUSHED.inc(changes)
                 last_write = loop.time()
             elif loop.time() - last_write >= settings.sse_heartbeat_seconds:
                 await response.write(HEARTBEAT)
                 last_write = loop.time()
     except ConnectionError as exc:  # the client went away mid-write
         log.debug("SSE client gone: %r", exc)
-    return pushed
 
 
 def _client_gone(request: web.Request) -> bool:

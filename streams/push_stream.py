@@ -1,7 +1,7 @@
 """The push channel's rules, without I/O: resumable positions, filters and the SSE wire format.
 
-A stream reads every partition of the build-status topic (not as a consumer group, so any
-worker can serve any client). Its position is the next offset to read in each partition,
+A stream follows every partition of the build-status topic (not as a consumer group, so any
+worker can serve any client; one shared reader per worker, see `streams.push_fanout`). Its position is the next offset to read in each partition,
 written `0:812,1:790,2:805`. Every event a client receives carries, as its `id:`, the position
 just after it, counting the records the filter skipped too; so resuming with the last id
 received (`Last-Event-ID`) yields exactly the events after it, none twice. Positions order
@@ -127,7 +127,11 @@ def parse_stream_request(query: Mapping[str, str], last_event_id_header: str | N
 
 def sse_event(event_id: str, event: str, data: object) -> bytes:
     """One SSE event; `data` is written as one line of compact JSON."""
-    payload = json.dumps(data, separators=(",", ":"))
+    return sse_event_json(event_id, event, json.dumps(data, separators=(",", ":")))
+
+
+def sse_event_json(event_id: str, event: str, payload: str) -> bytes:
+    """One SSE event whose data is already one line of JSON (encoded once, shared by every client)."""
     return f"id: {event_id}\nevent: {event}\ndata: {payload}\n\n".encode()
 
 

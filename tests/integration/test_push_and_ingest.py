@@ -3,7 +3,8 @@
 Events POSTed as JSON are produced to build-events (on the partition librdkafka's murmur2 would
 choose) before the 202 and show up in the live state; refusals (401/403/413/422) say what to
 fix. SSE clients receive change sets filtered by project/build, resume after their last event
-id with exactly the later events, and a disconnect closes the stream's consumer.
+id with exactly the later events (a client resuming behind the live tail catches up privately,
+then joins it), and all of a worker's clients share one Kafka consumer that decodes each record once.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ pytestmark = pytest.mark.integration
 PAY_TOKEN = "pay-ingest-token"
 SEARCH_TOKEN = "search-ingest-token"
 MAX_BATCH = 50
-MAX_CLIENTS = 4
+MAX_CLIENTS = 6
+TAIL_READERS = 'cipulse_sse_kafka_readers{kind="tail"}'
+CATCH_UP_READERS = 'cipulse_sse_kafka_readers{kind="catch_up"}'
 
 
 @pytest.fixture(scope="module")
@@ -312,6 +315,64 @@ def test_resume_with_last_event_id_delivers_exactly_the_later_events(worker: Wor
             resumed.close()
 
 
+def test_concurrent_filtered_clients_and_a_resumed_one_share_one_consumer_and_get_exactly_their_events(
+    worker: WorkerProcess,
+) -> None:
+    pay_a, search_a, pay_b, search_b = new_build("fan-pay"), new_build("fan-search"), new_build("fan-pay"), new_build("fan-search")
+    log_start = len(worker.log_path.read_text())
+    everything = stream(worker)
+    clients: list[SseClient] = [everything]
+    try:
+        before_first = everything.connected().id
+        assert post(worker, "/ingest/builds/batch", build_events(pay_a))[0] == 202
+        assert post(worker, "/ingest/builds/batch", build_events(search_a, "search"), token=SEARCH_TOKEN)[0] == 202
+        first = [everything.next_change() for _ in range(6)]
+        assert {c.build_id for _, c in first} == {pay_a, search_a}  # the shared tail has dispatched them all
+        searching, one_build, watching = stream(worker, project="search"), stream(worker, build_id=pay_b), stream(worker)
+        resumed = stream(worker, before_first, project="payments")  # behind the tail: catches up, then joins it
+        clients += [searching, one_build, watching, resumed]
+        for client in clients[1:]:
+            client.connected()
+        caught_up = [resumed.next_change()[1] for _ in range(3)]
+        assert caught_up == [c for _, c in first if c.project == "payments"]  # exactly pay_a's, in order
+        wait_until(lambda: metric(worker, CATCH_UP_READERS) == 0, 10, "the resumed client to join the shared tail")
+        assert metric(worker, TAIL_READERS) == 1 and metric(worker, "cipulse_sse_clients") == 5
+        decoded_before = metric(worker, 'cipulse_sse_records_decoded_total{reader="tail"}')
+        assert post(worker, "/ingest/builds/batch", build_events(pay_b))[0] == 202
+        assert post(worker, "/ingest/builds/batch", build_events(search_b, "search"), token=SEARCH_TOKEN)[0] == 202
+
+        def builds(client: SseClient, count: int) -> list[tuple[str, int]]:
+            return [(c.build_id, c.revision) for _, c in (client.next_change() for _ in range(count))]
+
+        revisions = [1, 2, 3]
+        assert sorted(builds(everything, 6)) == sorted([(pay_b, r) for r in revisions] + [(search_b, r) for r in revisions])
+        assert sorted(builds(watching, 6)) == sorted([(pay_b, r) for r in revisions] + [(search_b, r) for r in revisions])
+        assert builds(searching, 3) == [(search_b, r) for r in revisions]
+        assert builds(one_build, 3) == [(pay_b, r) for r in revisions]
+        assert builds(resumed, 3) == [(pay_b, r) for r in revisions]
+        # nothing more, and nothing twice: within two heartbeats every client only gets heartbeats
+        time.sleep(2.5)
+        for client in clients:
+            extra = [m for m in iter_queue(client) if m.event is not None]
+            assert extra == [], extra
+        # five clients, six new change sets, each decoded once by the one shared consumer
+        assert metric(worker, 'cipulse_sse_records_decoded_total{reader="tail"}') == decoded_before + 6
+        assert metric(worker, TAIL_READERS) == 1
+    finally:
+        for client in clients:
+            client.close()
+    log = worker.log_path.read_text()[log_start:]
+    assert log.count("SSE shared tail started") <= 1  # 0 if an earlier test's tail was still lingering
+    assert "catches up privately" in log and "caught up after" in log and "joined the shared tail" in log
+
+
+def iter_queue(client: SseClient) -> list[SseMessage]:
+    messages: list[SseMessage] = []
+    while not client.messages.empty():
+        messages.append(client.messages.get_nowait())
+    return messages
+
+
 def test_idle_streams_get_heartbeats_and_a_bad_event_id_gets_400(worker: WorkerProcess) -> None:
     idle = stream(worker, build_id="never-built")
     try:
@@ -334,6 +395,7 @@ def test_clients_are_bounded_and_a_disconnect_closes_the_stream_and_its_consumer
         for client in clients:
             client.connected()
         assert metric(worker, "cipulse_sse_clients") == MAX_CLIENTS
+        assert metric(worker, TAIL_READERS) == 1  # one Kafka consumer for all of them
         status, body = http_json(f"{worker.api}/stream/builds")
         assert status == 503 and "CIPULSE_SSE_MAX_CLIENTS" in body["error"]
         clients[0].close()
@@ -345,7 +407,10 @@ def test_clients_are_bounded_and_a_disconnect_closes_the_stream_and_its_consumer
         for client in clients:
             client.close()
     wait_until(lambda: metric(worker, "cipulse_sse_clients") == 0, 10, "every stream to end")
-    assert worker.log_path.read_text().count("its consumer stopped") >= MAX_CLIENTS + 1
+    assert worker.log_path.read_text().count("closed after") >= MAX_CLIENTS + 1
+    # the shared tail outlives its last client by a few seconds (a reloading page finds it running), then stops
+    wait_until(lambda: metric(worker, TAIL_READERS) == 0, 15, "the shared tail to stop after the last client")
+    assert "SSE shared tail stopped (no SSE client" in worker.log_path.read_text()
 
 
 def test_stopping_the_worker_ends_open_streams_and_closes_their_consumers(worker_factory: Any) -> None:
@@ -359,4 +424,4 @@ def test_stopping_the_worker_ends_open_streams_and_closes_their_consumers(worker
         assert client.ended.wait(5), "the stream stayed open after the worker stopped"
     finally:
         client.close()
-    assert "its consumer stopped" in own.log_path.read_text()
+    assert "SSE shared tail stopped (the worker stops), its consumer closed" in own.log_path.read_text()
