@@ -46,7 +46,7 @@ from streams.faust_patches import CipulseApp
 from streams.settings import CipulseSettings
 from streams.sink_agent import SinkHealth, register_sink_agent
 from streams.audit_detection import AuditPolicy
-from streams.producer import BuildEventProducer
+from streams.producer import BatchPublisher, BuildEventProducer
 from streams.audits import AuditRuntime, AuditTopics, register_audit_agent
 from streams.topics import (
     ADAPTER_DELIVERIES,
@@ -137,6 +137,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         table=table,
         batch_size=settings.state_batch_size,
         batch_wait_seconds=settings.state_batch_wait_seconds,
+        publisher=lambda: BatchPublisher(settings.kafka_bootstrap),
     )
     register_sink_agent(
         app,

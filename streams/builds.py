@@ -1,20 +1,20 @@
 """The build-state agent: keeps every build's current state in a Faust table and
 publishes a change set for each accepted event.
 
-Delivery guarantee: events are taken in batches; the batch's change sets and dead
-letters must be acknowledged by the broker before the changed states are written to
-the table, and the offsets are acknowledged after that (Faust also flushes the
-producer, changelog included, before committing offsets). A crash replays the batch:
-states the table already has turn replayed events into no-ops (per-node sequence
-numbers), and states it lacks re-publish the same change sets (same revision), which
-downstream writes de-duplicate.
+Delivery guarantee: events are taken in batches; the batch's change sets (produced with
+librdkafka, `streams.producer.BatchPublisher`) and dead letters must be acknowledged by the
+broker before the changed states are written to the table, and the offsets are acknowledged
+after that (Faust also flushes its producer, changelog included, before committing offsets).
+A crash replays the batch: states the table already has turn replayed events into no-ops
+(per-node sequence numbers), and states it lacks re-publish the same change sets (same
+revision), which downstream writes de-duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
@@ -29,6 +29,7 @@ from streams.build_state import Accepted, BuildState, Ignored, apply_event
 from streams.change_set import change_set
 from streams.dead_letter import DeadLetterPublisher
 from streams.notify_transitions import enters_final_status, pipeline_key
+from streams.producer import BatchPublisher
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +57,46 @@ def register_build_agent(
     table: TableT[bytes, Any],
     batch_size: int,
     batch_wait_seconds: float,
+    publisher: Callable[[], BatchPublisher],
 ) -> None:
     """Attach the build-state agent to `app`.
 
     Change sets go to `status_topic` keyed by build; those of a build entering a final status
-    also go to `finals_topic` keyed by pipeline+branch (notifications, quality gates).
+    also go to `finals_topic` keyed by pipeline+branch (notifications, quality gates). Both
+    through the `publisher` the agent creates when it starts (Faust's topics only name them).
     """
+    outputs = _Outputs(status_topic.get_topic_name(), finals_topic.get_topic_name())
 
     async def track_builds(stream: StreamT[Any]) -> None:
         states: BatchStates[BuildState] = BatchStates(table, load_state, dump_state)
-        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
-            deliveries: list[Awaitable[Any]] = []
-            for event in events:
-                deliveries.extend(await _process(event, status_topic, finals_topic, dead_letters, states))
-            await asyncio.gather(*deliveries)
-            states.commit()
-            # The batch's offsets are acked when this loop resumes, after all of the above.
+        changes = publisher()
+        try:
+            async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
+                deliveries: list[Awaitable[Any]] = []
+                for event in events:
+                    deliveries.extend(await _process(event, changes, outputs, dead_letters, states))
+                await changes.confirm()
+                await asyncio.gather(*deliveries)
+                states.commit()
+                # The batch's offsets are acked when this loop resumes, after all of the above.
+        finally:
+            changes.close(timeout=1.0)  # an unconfirmed batch is not acked: it is replayed
 
     app.agent(source, name=PROCESSOR)(track_builds)
 
 
+class _Outputs:
+    __slots__ = ("status", "finals")
+
+    def __init__(self, status: str, finals: str) -> None:
+        self.status = status
+        self.finals = finals
+
+
 async def _process(
     event: EventT[Any],
-    status_topic: TopicT,
-    finals_topic: TopicT,
+    changes: BatchPublisher,
+    outputs: _Outputs,
     dead_letters: DeadLetterPublisher,
     states: BatchStates[BuildState],
 ) -> list[Awaitable[Any]]:
@@ -106,13 +123,13 @@ async def _process(
     _note_correction(outcome, build_event)
     change = change_set(outcome, build_event)
     payload = encode(change)
-    deliveries = [await status_topic.send(key=key, value=payload)]
+    changes.publish(outputs.status, key, payload)
     if enters_final_status(change):
-        deliveries.append(await finals_topic.send(key=pipeline_key(change).encode(), value=payload))
+        changes.publish(outputs.finals, pipeline_key(change).encode(), payload)
     states.put(key, outcome.state, event)
     metrics.BUILD_EVENTS.labels("accepted").inc()
     metrics.CHANGE_SETS_PUBLISHED.inc()
-    return deliveries
+    return []
 
 
 def _note_correction(outcome: Accepted, event: BuildEvent) -> None:

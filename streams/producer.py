@@ -7,8 +7,12 @@ on that.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -88,3 +92,81 @@ class BuildEventProducer:
             raise DeliveryError(f"{remaining} records not acknowledged after {timeout}s: is the broker up?")
         if self.failed:
             raise DeliveryError(f"{len(self.failed)} records refused by the broker, first: {self.failed[0]}")
+
+
+class BatchPublisher:
+    """Produces an agent batch's output records with librdkafka and confirms them as a whole.
+
+    Faust's send path costs the event loop several tasks, futures and callbacks per record
+    (``Topic.send`` -> aiokafka's accumulator and sender task); librdkafka queues a record in
+    a few microseconds and batches, compresses and delivers it on its own threads. `confirm`
+    waits, off the event loop, until the broker acknowledged every record produced since the
+    last `confirm`, so an agent can still write its table and ack its input only after its
+    outputs are safe (at-least-once, as with Faust's send futures).
+
+    Records are never timed out (``message.timeout.ms`` 0: the idempotent producer retries
+    until the broker is back, in order and without duplicates), so `confirm` waits through a
+    broker outage as Faust's producer did, logging every `WAIT_LOG_SECONDS`. A record the
+    broker refuses for good (too large, topic gone) fails `confirm` with `DeliveryError`.
+    Murmur2 partitioning, as Java and aiokafka: keys land where Faust would have put them.
+    """
+
+    WAIT_LOG_SECONDS = 30.0
+
+    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+        config = producer_config(
+            bootstrap,
+            **{"linger.ms": 5, "message.timeout.ms": 0, "delivery.report.only.error": True, **overrides},
+        )
+        self._producer = Producer(config)
+        self._failed: list[str] = []
+        self._unconfirmed = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-publisher")
+
+    def _on_error(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:  # only errors are reported (delivery.report.only.error)
+            self._failed.append(f"{msg.topic()} {msg.key()!r}: {err}")
+            log.error("delivery of %r to %s failed: %s", msg.key(), msg.topic(), err)
+
+    def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Queue one record (never blocks the loop for long: a batch is confirmed before the next)."""
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._on_error)
+                break
+            except BufferError:  # local queue full: let librdkafka deliver some first
+                self._producer.poll(0.05)
+        self._unconfirmed += 1
+
+    async def confirm(self) -> None:
+        """Return once every record published so far is acknowledged; raise DeliveryError if one was refused."""
+        if self._unconfirmed == 0 and not self._failed:
+            return
+        abandon = threading.Event()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._flush, abandon)
+        except asyncio.CancelledError:
+            abandon.set()  # the agent is stopping: let the flushing thread go (the batch stays unacked)
+            raise
+        self._unconfirmed = 0
+        if self._failed:
+            failed, self._failed = self._failed, []
+            raise DeliveryError(f"{len(failed)} records refused by the broker, first: {failed[0]}")
+
+    def _flush(self, abandon: threading.Event) -> None:
+        started = last_log = time.monotonic()
+        while self._producer.flush(0.5) > 0 and not abandon.is_set():
+            now = time.monotonic()
+            if now - last_log >= self.WAIT_LOG_SECONDS:
+                last_log = now
+                log.warning(
+                    "%d records still unacknowledged after %.0f s: is the broker reachable? (waiting, never dropped)",
+                    len(self._producer), now - started,
+                )
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (best effort) and stop the flushing thread."""
+        try:
+            self._producer.flush(timeout)
+        finally:
+            self._executor.shutdown(wait=False)

@@ -197,3 +197,36 @@ def test_topics_without_acks_are_not_checked(consumer: Any, monkeypatch: pytest.
     consumer._expect(TP0, 0)
     assert deliver(consumer, monkeypatch, [5, 6]) == [[5, 6]]
     assert consumer.seeks == []
+
+
+def test_tables_get_bounded_rocksdb_options_unless_given(tmp_path: Any) -> None:
+    from faust.stores.rocksdb import RocksDBOptions
+
+    from streams.table_options import BLOCK_CACHE_SIZE, MAX_WRITE_BUFFER_NUMBER, WRITE_BUFFER_SIZE
+
+    app = CipulseApp("opts", broker="kafka://localhost:9", store="memory://", datadir=str(tmp_path), autodiscover=False)
+    bounded = app.Table("bounded", default=None, partitions=3)
+    own = app.Table("own", default=None, partitions=3, options={"write_buffer_size": 1 << 20})
+    assert bounded.options == {
+        "write_buffer_size": WRITE_BUFFER_SIZE, "max_write_buffer_number": MAX_WRITE_BUFFER_NUMBER,
+        "block_cache_size": BLOCK_CACHE_SIZE,
+    }
+    assert own.options == {"write_buffer_size": 1 << 20}
+    assert bounded.options is not app.Table("other", default=None, partitions=3).options  # Faust pops keys
+    opened = RocksDBOptions(**bounded.options)
+    assert (opened.write_buffer_size, opened.max_write_buffer_number, opened.block_cache_size) == (
+        WRITE_BUFFER_SIZE, MAX_WRITE_BUFFER_NUMBER, BLOCK_CACHE_SIZE,
+    )
+
+
+def test_tune_gc_freezes_startup_objects_and_raises_the_thresholds() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        faust_patches.tune_gc()
+        assert gc.get_threshold() == faust_patches.GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
