@@ -326,6 +326,9 @@ def test_gitlab_pipeline_and_job_hooks_end_in_the_mapped_statuses(worker: Worker
     state = wait_until(lambda: (b := build(worker, build_id)) and b["status"] == expected_status and b, 30,
                        f"{build_id} {expected_status}")
     assert expected_status == "FAILED" and state["stages"], state
+    # GitLab retrying the last delivery (same X-Gitlab-Event-UUID, same body) changes nothing
+    status, answer = post_raw(worker, "/adapters/gitlab", body, {**headers, "X-Gitlab-Token": GITLAB_TOKEN})
+    assert status == 200 and answer["outcome"] == "duplicate", answer
     status, answer = post_raw(worker, "/adapters/gitlab", b"{}", {"X-Gitlab-Event": "Pipeline Hook",
                                                                   "X-Gitlab-Token": "wrong"})
     assert status == 401 and GITLAB_TOKEN not in json.dumps(answer)
@@ -355,5 +358,9 @@ def test_cdevents_pipeline_run_and_change_review_reach_builds_and_audits(worker:
     wait_until(lambda: (b := build(worker, build_id)) and b["status"] == final, 30, f"{build_id} {final}")
     state = wait_until(lambda: (a := audit(worker, audit_id)) and a["status"] == "SYNCED" and a, 30, f"{audit_id} SYNCED")
     assert state["decision"] == "APPROVED", state
+    # the same CloudEvent again (same source + id) is a duplicate: nothing produced
+    status, answer = post_raw(worker, "/adapters/cdevents?source=tekton", body,
+                              {**headers, "Authorization": f"Bearer {CDEVENTS_TOKEN}"})
+    assert status == 200 and answer["outcome"] == "duplicate", answer
     status, answer = post_raw(worker, "/adapters/cdevents?source=tekton", b"{}", {"Authorization": "Bearer nope"})
     assert status == 401 and CDEVENTS_TOKEN not in json.dumps(answer)
