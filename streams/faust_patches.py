@@ -38,6 +38,7 @@ logs an ERROR at worker start: re-read ``_new_offset``, ``_add_gap``, ``getmany`
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -207,6 +208,10 @@ class NoSilentSkipTransport(faust_aiokafka.Transport):
     Consumer = NoSilentSkipConsumer
 
 
+SHUTDOWN_STREAM_WAIT_SECONDS = 10.0
+"""How long a stopping worker waits for records its agents already took (see `_consumer_wait_empty`)."""
+
+
 class CipulseApp(faust.App):
     """faust.App whose consumer is `NoSilentSkipConsumer` (for kafka:// / aiokafka:// brokers),
     and whose tables get bounded RocksDB options (`streams.table_options`) unless given others."""
@@ -219,6 +224,28 @@ class CipulseApp(faust.App):
         if kwargs.get("options") is None:
             kwargs["options"] = table_options()
         return super().Table(name, **kwargs)
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        """At shutdown, wait a bounded time for records the agents took; during a rebalance, as stock.
+
+        A rebalance must wait until the revoked partitions' records are processed (or the old owner
+        could write their table state after the new owner restored it). At shutdown the streams are
+        already stopping: a record buffered in `take_events` when its stream stopped is never acked,
+        and Faust's unbounded wait then hangs the stop (faust-streaming #162) until the process is
+        killed. Not waiting longer is safe: an unprocessed record is not committed, so the partition's
+        next owner processes it, exactly as after a kill.
+        """
+        if not self.should_stop:
+            await super()._consumer_wait_empty(consumer, logger)
+            return
+        try:
+            await asyncio.wait_for(super()._consumer_wait_empty(consumer, logger), SHUTDOWN_STREAM_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            pending = len(getattr(consumer, "_unacked_messages", ()))
+            log.warning(
+                "shutdown: %d record(s) the agents took were not processed within %.0fs; they are not committed "
+                "and go to the partition's next owner", pending, SHUTDOWN_STREAM_WAIT_SECONDS,
+            )
 
     def _new_transport(self) -> Any:
         url = self.conf.broker_consumer[0]

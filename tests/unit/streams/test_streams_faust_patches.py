@@ -230,3 +230,43 @@ def test_tune_gc_freezes_startup_objects_and_raises_the_thresholds() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+class NeverEmptyConsumer:
+    """A consumer whose agents never ack what they took (a take_events buffer whose stream stopped)."""
+
+    def __init__(self) -> None:
+        self._unacked_messages = {object(), object()}
+        self.waits = 0
+
+    async def wait_empty(self) -> None:
+        self.waits += 1
+        await asyncio.Event().wait()
+
+
+def test_a_stopping_worker_waits_a_bounded_time_for_unacked_records(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(faust_patches, "SHUTDOWN_STREAM_WAIT_SECONDS", 0.2)
+    app = CipulseApp("wait-test", store="memory://", autodiscover=False)
+    consumer = NeverEmptyConsumer()
+
+    async def stop_and_wait() -> None:
+        app._stopped.set()  # what Service.stop() sets first: the app is shutting down
+        await asyncio.wait_for(app._consumer_wait_empty(consumer, faust_patches.log), 5)
+
+    asyncio.run(stop_and_wait())
+    assert consumer.waits == 1
+    assert "2 record(s) the agents took were not processed" in caplog.text
+
+
+def test_a_rebalance_still_waits_for_every_taken_record() -> None:
+    app = CipulseApp("wait-test", store="memory://", autodiscover=False)
+    consumer = NeverEmptyConsumer()
+
+    async def rebalance() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(app._consumer_wait_empty(consumer, faust_patches.log), 0.5)
+
+    asyncio.run(rebalance())
+    assert consumer.waits == 1
