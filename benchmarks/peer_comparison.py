@@ -69,10 +69,12 @@ def load() -> list[float]:
 
 
 def vm_status(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM of a process in MiB."""
+    """VmRSS and VmHWM of a process in MiB, and VmRSS split into RssAnon (heap, RocksDB, caches:
+    memory only this process holds) and RssFile (mapped files: mostly chDB's ~200 MiB engine
+    library, clean pages the kernel can drop and re-read)."""
     figures: dict[str, float] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
+        if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssFile:")):
             figures[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
     return figures
 
@@ -389,7 +391,9 @@ def render_memory(f: dict[str, Any]) -> str:
          f"  PARTIAL: the drain timed out with {f['builds_tracked_at_end']:,} of {s['builds']:,} builds tracked"),
         f"  worker RSS at /ready: {r['at_ready']} MiB",
         f"  worker RSS at the end ({f['builds_tracked_at_end']:,} builds tracked): VmRSS {r['after_drain']['VmRSS']} MiB, VmHWM {r['after_drain']['VmHWM']} MiB "
-        f"(goal <= {r['goal_mib']:.0f} MiB: {'met' if r['goal_met_measured'] else 'NOT met'})",
+        f"(goal <= {r['goal_mib']:.0f} MiB: {'met' if r['goal_met_measured'] else 'NOT met'}); of VmRSS: "
+        f"RssAnon {r['after_drain'].get('RssAnon', '?')} MiB (heap, tables, caches), RssFile "
+        f"{r['after_drain'].get('RssFile', '?')} MiB (mapped files, mostly the chDB engine library)",
         f"  RSS slope over the second half of the drain: {r['per_1000_builds_slope']} MiB per 1,000 builds",
         f"  on disk: RocksDB tables {f['disk_mib']['rocksdb_tables_dir']} MiB, chDB {f['disk_mib']['chdb_dir']} MiB",
     ]

@@ -238,14 +238,23 @@ class CipulseApp(faust.App):
         if not self.should_stop:
             await super()._consumer_wait_empty(consumer, logger)
             return
-        try:
-            await asyncio.wait_for(super()._consumer_wait_empty(consumer, logger), SHUTDOWN_STREAM_WAIT_SECONDS)
-        except asyncio.TimeoutError:
-            pending = len(getattr(consumer, "_unacked_messages", ()))
+        # Not `asyncio.wait_for(consumer.wait_empty())`: its inner wait swallows the cancellation.
+        logger.info("Wait for streams (at most %.0fs)...", SHUTDOWN_STREAM_WAIT_SECONDS)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_STREAM_WAIT_SECONDS
+        while True:
+            consumer._clean_unacked_messages()
+            if not consumer._unacked_messages or loop.time() >= deadline:
+                break
+            await consumer.commit()
+            await asyncio.sleep(0.1)
+        pending = len(consumer._unacked_messages)
+        if pending:
             log.warning(
                 "shutdown: %d record(s) the agents took were not processed within %.0fs; they are not committed "
                 "and go to the partition's next owner", pending, SHUTDOWN_STREAM_WAIT_SECONDS,
             )
+        await consumer.commit_and_end_transactions()
 
     def _new_transport(self) -> Any:
         url = self.conf.broker_consumer[0]
