@@ -42,9 +42,10 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import faust
+from faust.tables.manager import TableManager
 from faust.transport import drivers as faust_drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -58,6 +59,9 @@ log = logging.getLogger(__name__)
 CHECKED_FAUST_VERSION = "0.15.3"
 # seek-backs per (partition, offset) before a hole is accepted as offsets that do not exist
 MAX_SEEK_BACKS = 2
+STUCK_HEAD_SECONDS = 10.0
+"""How long a partition's committed offset may stay unacked, undelivered and not in flight before
+the consumer seeks back to it (see `NoSilentSkipConsumer._repair_stuck_heads`)."""
 
 
 def check_faust_version(version: str | None = None) -> bool:
@@ -105,6 +109,8 @@ class NoSilentSkipConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._expected_offset: dict[TP, int] = {}
         self._sought_back: dict[tuple[TP, int], int] = {}
+        self._stuck_since: dict[TP, tuple[int, float]] = {}
+        self._last_stuck_check = 0.0
 
     # -- commit side ------------------------------------------------------------------
 
@@ -157,7 +163,49 @@ class NoSilentSkipConsumer(faust_aiokafka.Consumer):
         else:
             self._expected_offset[tp] = offset
 
+    def stuck_heads(self, now: float) -> list[tuple[TP, int]]:
+        """Partitions whose committed offset has been neither acked nor in flight for STUCK_HEAD_SECONDS.
+
+        Later offsets were acked, so the records from the committed offset on were fetched once, but
+        no agent holds them: they were dropped between the fetch and the streams (a delivery race
+        the hole check in `getmany` cannot see when the drop happens after it). The strict commit
+        keeps them safe, but without a seek back this worker would never process them.
+        """
+        app = self.app
+        if app.rebalancing or cast(TableManager, app.tables).recovery.in_recovery:
+            self._stuck_since.clear()
+            return []
+        in_flight = {message.tp for message in list(self._unacked_messages) if not message.acked}
+        stuck: list[tuple[TP, int]] = []
+        suspects: dict[TP, tuple[int, float]] = {}
+        for tp, acked in self._acked.items():
+            committed = self._committed_offset.get(tp)
+            if (committed is None or not acked or tp in in_flight or tp in self._paused_partitions
+                    or min(acked) <= committed or self._gap[tp].overlaps(committed)):
+                continue
+            first_seen = self._stuck_since.get(tp)
+            since = first_seen[1] if first_seen is not None and first_seen[0] == committed else now
+            suspects[tp] = (committed, since)
+            if now - since >= STUCK_HEAD_SECONDS:
+                stuck.append((tp, committed))
+        self._stuck_since = {tp: value for tp, value in suspects.items() if (tp, value[0]) not in stuck}
+        return stuck
+
+    async def _repair_stuck_heads(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._last_stuck_check < 1.0:
+            return
+        self._last_stuck_check = now
+        for tp, committed in self.stuck_heads(now):
+            log.warning(
+                "%s: offsets from %d on were fetched but never reached an agent (acked from %d, nothing in "
+                "flight for %.0fs); seeking back to %d", tp, committed, min(self._acked[tp]), STUCK_HEAD_SECONDS,
+                committed,
+            )
+            await self._seek_back(tp, committed)
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        await self._repair_stuck_heads()
         rewound: set[TP] = set()  # the rest of this batch is fetched again after the seek
         acks_enabled_for = self.app.topics.acks_enabled_for
         async for tp, message in super().getmany(timeout):

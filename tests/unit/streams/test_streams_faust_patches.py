@@ -323,3 +323,53 @@ def test_a_rebalance_still_waits_for_every_taken_record() -> None:
 
     asyncio.run(rebalance())
     assert consumer.waits == 1
+
+
+class Fetched:
+    def __init__(self, tp: TP, acked: bool = False) -> None:
+        self.tp, self.acked = tp, acked
+
+
+def stuck_state(acked: list[int], committed: int | None, *, in_flight: bool = False, paused: bool = False,
+                rebalancing: bool = False, gap: IntervalTree | None = None) -> Any:
+    """The consumer fields `stuck_heads` reads, for partition TP0."""
+    return SimpleNamespace(
+        app=SimpleNamespace(rebalancing=rebalancing, tables=SimpleNamespace(recovery=SimpleNamespace(in_recovery=False))),
+        _acked={TP0: acked}, _committed_offset={TP0: committed}, _gap=defaultdict(IntervalTree, {TP0: gap or IntervalTree()}),
+        _unacked_messages={Fetched(TP0)} if in_flight else set(), _paused_partitions={TP0} if paused else set(),
+        _stuck_since={},
+    )
+
+
+def test_a_head_hole_nobody_holds_is_repaired_only_after_it_persisted() -> None:
+    state = stuck_state(acked=[574, 575, 576], committed=218)  # the kill -9 run: 218..573 never reached an agent
+    assert NoSilentSkipConsumer.stuck_heads(state, 100.0) == []  # first sighting: only suspected
+    assert NoSilentSkipConsumer.stuck_heads(state, 105.0) == []
+    assert NoSilentSkipConsumer.stuck_heads(state, 100.0 + faust_patches.STUCK_HEAD_SECONDS) == [(TP0, 218)]
+    assert state._stuck_since == {}  # repaired: the clock starts afresh if it happens again
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"acked": [218, 219], "committed": 218},  # the head itself is acked: the commit just has not run
+        {"acked": [574], "committed": 218, "in_flight": True},  # an agent still holds a record of the partition
+        {"acked": [574], "committed": 218, "paused": True},  # paused partitions are not fetched at all
+        {"acked": [574], "committed": 218, "rebalancing": True},
+        {"acked": [574], "committed": 218, "gap": gaps((218, 573))},  # known missing offsets (retention, markers)
+        {"acked": [], "committed": 218},
+        {"acked": [574], "committed": None},
+    ],
+)
+def test_nothing_is_sought_back_while_the_head_is_accounted_for(kwargs: dict[str, Any]) -> None:
+    state = stuck_state(**kwargs)
+    for now in (0.0, 100.0, 1000.0):
+        assert NoSilentSkipConsumer.stuck_heads(state, now) == []
+
+
+def test_a_moving_committed_offset_restarts_the_clock() -> None:
+    state = stuck_state(acked=[574], committed=218)
+    assert NoSilentSkipConsumer.stuck_heads(state, 0.0) == []
+    state._committed_offset[TP0] = 300  # the head moved on: not the same hole
+    assert NoSilentSkipConsumer.stuck_heads(state, faust_patches.STUCK_HEAD_SECONDS) == []
+    assert NoSilentSkipConsumer.stuck_heads(state, 2 * faust_patches.STUCK_HEAD_SECONDS) == [(TP0, 300)]
