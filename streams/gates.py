@@ -42,7 +42,7 @@ from schemas import (
 from schemas.exceptions import SchemaViolationError, UndecodableError
 from schemas.models import TopLevelRecord
 from schemas.serde import decode, encode
-from sinks.gate_rows import GateDecisionRow, write_gate_decisions
+from sinks.gate_rows import GATE_DECISIONS_TABLE, GateDecisionRow, write_gate_decisions
 from sinks.gateway import ClickHouseGateway
 from streams import metrics
 from streams.batch_states import BatchStates, make_current
@@ -62,7 +62,7 @@ from streams.gate_state import (
     empty_state,
     load_gate_state,
 )
-from streams.sink_agent import SinkHealth, write_until_accepted
+from streams.sink_agent import SinkHealth, row_sink
 
 log = logging.getLogger(__name__)
 
@@ -186,21 +186,11 @@ def register_gate_agents(
                     "".join(f"; {f.rule}: {f.message}" for f in decision.failing),
                 )
 
-    async def store_gate_decisions(stream: StreamT[Any]) -> None:
-        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
-            deliveries: list[Awaitable[Any]] = []
-            rows: list[GateDecisionRow] = []
-            for event in events:
-                decision = await sink_dead.decode_or_reject(event, GateDecision, deliveries)
-                if decision is not None:
-                    rows.append(GateDecisionRow.from_decision(decision))
-            await asyncio.gather(*deliveries)
-            if rows:
-                await write_until_accepted(
-                    gateway, health, retry_max_seconds,
-                    lambda client, database: write_gate_decisions(client, database, rows),
-                    rows={"gate_decisions": len(rows)},
-                )
+    store_gate_decisions = row_sink(
+        GateDecision, GateDecisionRow.from_decision, write_gate_decisions, GATE_DECISIONS_TABLE,
+        dead_letters=sink_dead, gateway=gateway, health=health, batch_size=batch_size,
+        flush_seconds=batch_wait_seconds, retry_max_seconds=retry_max_seconds,
+    )
 
     app.agent(topics.sources, name=ROUTER)(route_gate_inputs)
     app.agent(topics.inputs, name=EVALUATOR)(evaluate_gates)

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
@@ -146,3 +146,41 @@ async def write_until_accepted(
         health.last_flush_at = time.time()
         health.rows_written += sum(rows.values())
         return
+
+
+def row_sink(
+    model: type[Any],
+    to_row: Callable[[Any], Any],
+    write: Callable[[Any, str, list[Any]], None],
+    table: str,
+    *,
+    dead_letters: DeadLetterPublisher,
+    gateway: ClickHouseGateway,
+    health: SinkHealth,
+    batch_size: int,
+    flush_seconds: float,
+    retry_max_seconds: float,
+) -> Callable[[StreamT[Any]], Awaitable[None]]:
+    """An agent body that stores one record type as rows of one table, one insert per batch.
+
+    Undecodable records are dead-lettered (their deliveries awaited before the batch is acked);
+    the rows are written until ClickHouse accepts them (`write` must be idempotent), and only
+    then does the loop resume, which acks the batch.
+    """
+
+    async def store(stream: StreamT[Any]) -> None:
+        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=flush_seconds):
+            deliveries: list[Awaitable[Any]] = []
+            rows: list[Any] = []
+            for event in events:
+                record = await dead_letters.decode_or_reject(event, model, deliveries)
+                if record is not None:
+                    rows.append(to_row(record))
+            await asyncio.gather(*deliveries)
+            if rows:
+                await write_until_accepted(
+                    gateway, health, retry_max_seconds,
+                    lambda client, database: write(client, database, rows), rows={table: len(rows)},
+                )
+
+    return store

@@ -92,7 +92,7 @@ from schemas import (
     BuildScope,
     BuildStatus,
 )
-from streams.adapters.payload import choose_source_secret, obj, parse_json, text
+from streams.adapters.payload import choose_source_secret, obj, parse_json, required_text, text
 from streams.adapters.contract import (
     Adapter,
     BadDelivery,
@@ -305,8 +305,8 @@ def _cdevent(envelope: _Envelope) -> _CDEvent:
         event_key=_digest(envelope.source, envelope.id, size=20),
         subject=match["subject"],
         predicate=match["predicate"],
-        subject_id=_required(subject, "id", "subject"),
-        subject_source=text(subject.get("source")) or _required(context, "source", "context"),
+        subject_id=required_text(subject, "id", "subject"),
+        subject_source=text(subject.get("source")) or required_text(context, "source", "context"),
         content=content,
         at=_time(timestamp if timestamp is not None else envelope.time, "context.timestamp"),
     )
@@ -421,16 +421,6 @@ def _map_change(event: _CDEvent) -> list[AuditEvent]:
 def _digest(*parts: str, size: int = 16) -> str:
     """A short stable digest of `parts` (JSON-encoded, so no two part lists collide by joining)."""
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:size]
-
-
-def _required(obj: dict[str, Any], key: str, what: str) -> str:
-    value = obj.get(key)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    found = text(value)
-    if not found:
-        raise Unmappable(f"{what}.{key} is missing")
-    return found
 
 
 def _time(value: Any, what: str) -> datetime:

@@ -75,7 +75,7 @@ from schemas import (
     BuildStatus,
     TriggerReason,
 )
-from streams.adapters.payload import choose_source_secret, field, obj, parse_json, text
+from streams.adapters.payload import choose_source_secret, field, obj, parse_json, required_text, text
 from streams.adapters.contract import Adapter, BadDelivery, Delivery, Headers, Translated, Unmappable
 from streams.adapters.contract import Refused as SignatureRefused
 
@@ -260,7 +260,7 @@ def _map_run(payload: dict[str, Any]) -> BuildEvent:
     return BuildEvent(
         event_id=f"{build_id}/build/{seq}",
         build_id=build_id,
-        project=_project(repository),
+        project=required_text(repository, "full_name", "repository"),
         pipeline=pipeline,
         seq=seq,
         event_time=event_time,
@@ -295,7 +295,7 @@ def _map_job(payload: dict[str, Any]) -> list[BuildEvent]:
         )
     build_id = _build_id(repository, field(job, "run_id", "workflow_job"), job.get("run_attempt") or 1)
     stage_id = f"job-{field(job, 'id', 'workflow_job')}"
-    common = _Owner(build_id, _project(repository), pipeline)
+    common = _Owner(build_id, required_text(repository, "full_name", "repository"), pipeline)
     seq = _JOB_ACTIONS[action]
     if seq == 3:
         conclusion = job.get("conclusion")
@@ -394,7 +394,7 @@ def _map_deployment_status(payload: dict[str, Any]) -> list[BuildEvent]:
     run: Any = payload.get("workflow_run")
     context: dict[str, Any] = dict(
         build_id=build_id,
-        project=_project(repository),
+        project=required_text(repository, "full_name", "repository"),
         pipeline=pipeline,
         scope=BuildScope.BUILD,
         name=f"{task} {ref} to {environment}" if ref else f"{task} to {environment}",
@@ -469,7 +469,7 @@ def _map_review(payload: dict[str, Any]) -> list[AuditEvent]:
     body = text(review.get("body"))
     common: dict[str, Any] = dict(
         audit_id=audit_id, subject_kind=AuditSubjectKind.BUILD, subject_id=subject,
-        project=_project(repository), event_time=decided_at,
+        project=required_text(repository, "full_name", "repository"), event_time=decided_at,
     )
     return [
         AuditEvent(event_id=f"{audit_id}/1", seq=1, kind=AuditEventKind.REQUESTED,
@@ -490,13 +490,6 @@ def _conclusion(conclusion: Any, what: str) -> BuildStatus:
 
 def _build_id(repository: dict[str, Any], run_id: Any, attempt: Any) -> str:
     return f"gh-{field(repository, 'id', 'repository')}-{run_id}-{attempt}"
-
-
-def _project(repository: dict[str, Any]) -> str:
-    project = text(repository.get("full_name"))
-    if not project:
-        raise Unmappable("repository.full_name is missing")
-    return project
 
 
 def _time(value: Any, what: str) -> datetime:

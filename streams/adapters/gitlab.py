@@ -94,7 +94,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from schemas import BuildEvent, BuildScope, BuildStatus, TriggerReason
-from streams.adapters.payload import choose_source_secret, field, obj, optional_obj, parse_json, text
+from streams.adapters.payload import choose_source_secret, field, obj, optional_obj, parse_json, required_text, text
 from streams.adapters.contract import (
     Adapter,
     BadDelivery,
@@ -221,7 +221,7 @@ def _map_pipeline(payload: dict[str, Any], instance: str | None) -> list[BuildEv
     project = obj(payload, "project")
     owner = _Owner(
         build_id=_build_id(project, field(attrs, "id", "object_attributes"), "project.id"),
-        project=_project(project),
+        project=required_text(project, "path_with_namespace", "project"),
         pipeline=text(attrs.get("name")) or DEFAULT_PIPELINE,
     )
     raw_status = attrs.get("status")
@@ -280,7 +280,7 @@ def _map_job_hook(payload: dict[str, Any]) -> list[BuildEvent]:
         raise Unmappable("Job Hook pipeline_id is missing")
     owner = _Owner(
         build_id=_build_id(project, pipeline_id, "project.id", fallback=payload.get("project_id")),
-        project=_project(project),
+        project=required_text(project, "path_with_namespace", "project"),
         pipeline=text(commit.get("name")) or DEFAULT_PIPELINE,
     )
     runner: Any = payload.get("runner")
@@ -390,13 +390,6 @@ def _build_id(project: dict[str, Any], pipeline_id: Any, what: str, fallback: An
     if project_id in (None, ""):
         raise Unmappable(f"{what} is missing")
     return f"gl-{project_id}-{pipeline_id}"
-
-
-def _project(project: dict[str, Any]) -> str:
-    path = text(project.get("path_with_namespace"))
-    if not path:
-        raise Unmappable("project.path_with_namespace is missing")
-    return path
 
 
 def _time(value: Any, what: str) -> datetime:

@@ -57,6 +57,17 @@ def field(obj: dict[str, Any], key: str, what: str) -> Any:
     return value
 
 
+def required_text(obj: dict[str, Any], key: str, what: str) -> str:
+    """A required non-blank string (a number is taken as its decimal text)."""
+    value = obj.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    found = text(value)
+    if not found:
+        raise Unmappable(f"{what}.{key} is missing")
+    return found
+
+
 def text(value: Any) -> str | None:
     """A non-blank string, stripped; None for anything else."""
     return value.strip() if isinstance(value, str) and value.strip() else None
