@@ -320,6 +320,8 @@ def test_concurrent_filtered_clients_and_a_resumed_one_share_one_consumer_and_ge
 ) -> None:
     pay_a, search_a, pay_b, search_b = new_build("fan-pay"), new_build("fan-search"), new_build("fan-pay"), new_build("fan-search")
     log_start = len(worker.log_path.read_text())
+    # streams closed by earlier tests are counted until the worker notices the disconnect
+    wait_until(lambda: metric(worker, "cipulse_sse_clients") == 0, 10, "the earlier tests' streams to end")
     everything = stream(worker)
     clients: list[SseClient] = [everything]
     try:
