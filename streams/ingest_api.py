@@ -16,10 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 import faust
-from aiohttp import web
 from faust.types import TopicT
 from faust.web import Request, Response, View
 
@@ -35,11 +33,11 @@ from streams.ingest_openapi import (
     IngestAccepted, IngestedEvent, IngestInvalidBody, IngestNotAcknowledgedBody, IngestTooLargeBody,
 )
 from streams.acked_produce import Outgoing, produce_acknowledged
+from streams.request_body import read_limited_body
 from streams.settings import CipulseSettings
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 64 * 1024
 
 
 @dataclass
@@ -84,7 +82,7 @@ def register_ingest_api(app: faust.App, *, events: TopicT, settings: CipulseSett
     async def ingest(view: View, request: Request, endpoint: str, batch: bool) -> Response:
         try:
             allowed = authorize(request.headers.get("Authorization"), settings.ingest_tokens)
-            body = await _read_body(request, settings.ingest_max_body_bytes)
+            body = await read_limited_body(request, settings.ingest_max_body_bytes)
             parsed = parse_batch(body, settings.ingest_max_batch) if batch else [parse_event(body)]
         except IngestInvalid as exc:
             metrics.INGEST_EVENTS.labels("invalid").inc(exc.invalid_events)
@@ -152,24 +150,3 @@ def _not_acknowledged_message(outcome: ProduceOutcome, total: int) -> str:
         f"'acknowledged'); send the {len(outcome.not_acknowledged)} in 'not_acknowledged' again (re-sending all is "
         "harmless too: a build ignores an event whose seq it already has)"
     )
-
-
-async def _read_body(faust_request: Request, limit: int) -> bytes:
-    """The body, refused with 413 once it passes `limit` (read in chunks, not trusting Content-Length alone).
-
-    Read from the stream, not with `request.read()`, whose aiohttp limit (1 MiB) would answer
-    with its own text 413 before ours.
-    """
-    request = cast(web.Request, faust_request)
-    declared = request.content_length
-    too_large = f"at most {limit} bytes per request (CIPULSE_INGEST_MAX_BODY_BYTES): send fewer events per request"
-    if declared is not None and declared > limit:
-        raise IngestRefused(413, f"the body is {declared} bytes; {too_large}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise IngestRefused(413, f"the body is more than {limit} bytes; {too_large}")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -42,7 +42,7 @@ from streams.adapters.contract import Adapter, BadDelivery, Delivery, Refused, T
 from streams.adapters.intake_openapi import AdapterAccepted, AdapterNotAcknowledged, AdapterRecord
 from streams.api_responses import answer, error
 from streams.exceptions import IngestRefused
-from streams.ingest_api import _read_body
+from streams.request_body import read_limited_body
 from streams.settings import CipulseSettings
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def register_adapter(
 
     async def handle(view: View, request: Request) -> Response:
         try:
-            body = await _read_body(request, settings.ingest_max_body_bytes)
+            body = await read_limited_body(request, settings.ingest_max_body_bytes)
             headers = lower_headers(request.headers)
             source = adapter.authenticate(secrets, request.query.get("source"), headers, body)
         except Refused as exc:
