@@ -26,6 +26,7 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from streams.api_responses import error
+from streams.log_throttle import LogThrottle
 from streams.readiness import tables_unavailable
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ RETRY_AFTER_REBALANCE_SECONDS = 2
 """Retry-After while partitions move or a table restores (seconds; a restore takes a few)."""
 RETRY_AFTER_UNREACHABLE_SECONDS = 5
 """Retry-After when the owner does not answer: its partitions move once the group notices."""
+
+UNREACHABLE_LOG_INTERVAL_SECONDS = 10.0
+"""At most one WARNING per unreachable owner this often (every lookup fails the same way meanwhile)."""
+_unreachable_log = LogThrottle(UNREACHABLE_LOG_INTERVAL_SECONDS)
 
 _HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", FORWARDED_HEADER.lower()}
 
@@ -105,7 +110,10 @@ async def _forward(app: faust.App, owner: URL, view: View, request: Request, end
             return view.bytes(body, content_type=response.content_type, status=response.status, headers=relayed)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         what = f"no answer within {FORWARD_TIMEOUT_SECONDS:g}s" if isinstance(exc, asyncio.TimeoutError) else repr(exc)
-        log.warning("%s: the owner %s:%s of the key is unreachable: %s", endpoint, host, port, what)
+        admitted, suppressed = _unreachable_log.admit(f"{host}:{port}")
+        if admitted:
+            also = f" ({suppressed} more lookups failed the same way since the last such line)" if suppressed else ""
+            log.warning("%s: the owner %s:%s of the key is unreachable: %s%s", endpoint, host, port, what, also)
         return unavailable(
             view, endpoint,
             f"the worker owning this key ({host}:{port}) is unreachable ({what}); it may have just left, and its "
