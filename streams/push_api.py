@@ -26,7 +26,7 @@ from faust.web import Request, Response, View
 from streams import metrics
 from streams.api_responses import error
 from streams.exceptions import ApiRequestError, StreamPositionError
-from streams.push_fanout import CLIENT_QUEUE_EVENTS, Subscriber
+from streams.push_fanout import Subscriber
 from streams.push_stream import (
     GAP_EVENT_TYPE,
     HEARTBEAT,
@@ -83,12 +83,13 @@ class PushStreams:
 
 def register_push_api(
     app: faust.App, *, status_topic: str, settings: CipulseSettings,
-    make_consumer: ConsumerFactory | None = None, client_queue: int = CLIENT_QUEUE_EVENTS,
+    make_consumer: ConsumerFactory | None = None,
 ) -> PushStreams:
     """Attach `GET /stream/builds` (described in `streams.push_openapi`); returns the stream registry."""
     streams = PushStreams(settings.sse_max_clients)
     consumers = make_consumer or kafka_consumer_factory(settings.kafka_bootstrap)
-    tail = SharedTail(status_topic, consumers, settings.app_id)
+    client_queue = settings.sse_client_queue_events
+    tail = SharedTail(status_topic, consumers, settings.app_id, linger=settings.sse_tail_linger_seconds)
     streams.tail = tail
 
     @app.on_before_shutdown.connect

@@ -131,6 +131,16 @@ class CipulseSettings(BaseSettings):
     sse_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Comment line sent on an idle SSE stream so proxies keep it open"
     )
+    sse_client_queue_events: int = Field(
+        default=1000, ge=1,
+        description="Change sets queued for one SSE client; a client that falls further behind is disconnected "
+        "(it resumes with Last-Event-ID)",
+    )
+    sse_tail_linger_seconds: float = Field(
+        default=5.0, ge=0,
+        description="How long the shared SSE Kafka reader stays open after its last client left (saves a "
+        "reconnect when clients come and go)",
+    )
     dashboard_dir: Path = Field(
         default=REPO_ROOT / "dashboards" / "web", description="Folder of the live dashboard page served at /dashboard"
     )
