@@ -35,7 +35,11 @@ from streams.adapters.cdevents import (
 from streams.adapters.contract import BadDelivery, Refused, Translated, Unmappable
 from streams.audit_state import AuditAccepted, AuditIgnored, AuditState, apply_audit_event
 from streams.audit_transitions import AuditStatus
-from streams.build_state import Accepted, BuildState, Ignored, apply_event
+from streams.build_state import Accepted, Ignored, apply_event
+
+from event_replay import json_fixture
+from event_replay import replay_audits as replay_audit
+from event_replay import replay_builds as replay
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "cdevents"
 SOURCE = "/event/source/123"
@@ -50,8 +54,7 @@ ERRORS = "Something went wrong\nWith some more details"
 
 
 def cdevent(name: str) -> dict[str, Any]:
-    payload: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return payload
+    return json_fixture("cdevents", name)
 
 
 def binary(payload: dict[str, Any]) -> tuple[dict[str, str], bytes]:
@@ -91,26 +94,6 @@ def audits(*names: str) -> list[AuditEvent]:
     events = [e for name in names for e in mapped(name)]
     assert all(isinstance(e, AuditEvent) for e in events)
     return [e for e in events if isinstance(e, AuditEvent)]
-
-
-def replay(events: list[BuildEvent], state: BuildState | None = None) -> BuildState:
-    for event in events:
-        outcome = apply_event(state, event)
-        assert isinstance(outcome, (Accepted, Ignored)), outcome
-        if isinstance(outcome, Accepted):
-            state = outcome.state
-    assert state is not None
-    return state
-
-
-def replay_audit(events: list[AuditEvent], state: AuditState | None = None) -> AuditState:
-    for event in events:
-        outcome = apply_audit_event(state, event)
-        assert isinstance(outcome, (AuditAccepted, AuditIgnored)), outcome
-        if isinstance(outcome, AuditAccepted):
-            state = outcome.state
-    assert state is not None
-    return state
 
 
 def with_content(name: str, **content: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ final statuses.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,17 +43,21 @@ from streams.adapters.github import (
 )
 from streams.audit_state import AuditAccepted, AuditIgnored, AuditState, apply_audit_event
 from streams.audit_transitions import AuditStatus
-from streams.build_state import Accepted, BuildState, Ignored, apply_event
+from streams.build_state import Ignored, apply_event
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "github"
+from event_replay import json_fixture
+from event_replay import FIXTURES as ALL_FIXTURES
+from event_replay import replay_builds as replay
+
+FIXTURES = ALL_FIXTURES / "github"
+
 RUN_BUILD = "gh-300029405-289782451-1"
 JOB_BUILD = "gh-445650657-5373506832-1"
 JOB_STAGE = "job-14541957942"
 
 
 def fixture(name: str) -> dict[str, Any]:
-    payload: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return payload
+    return json_fixture("github", name)
 
 
 def mapped(name: str) -> list[BuildEvent]:
@@ -67,16 +70,6 @@ def audit_mapped(name: str) -> list[AuditEvent]:
     events = map_webhook(name.split(".")[0], fixture(name))
     assert all(isinstance(e, AuditEvent) for e in events)
     return [e for e in events if isinstance(e, AuditEvent)]
-
-
-def replay(events: list[BuildEvent], state: BuildState | None = None) -> BuildState:
-    for event in events:
-        outcome = apply_event(state, event)
-        assert not hasattr(outcome, "reason") or isinstance(outcome, Ignored), outcome
-        if isinstance(outcome, Accepted):
-            state = outcome.state
-    assert state is not None
-    return state
 
 
 # --- workflow_run ------------------------------------------------------------------------------

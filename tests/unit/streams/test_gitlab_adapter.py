@@ -18,7 +18,10 @@ from pydantic import SecretStr
 from schemas import BuildEvent, BuildScope, BuildStatus, TriggerReason, decode, encode
 from streams.adapters.contract import BadDelivery, Refused, Translated, Unmappable
 from streams.adapters.gitlab import ADAPTER, KEPT_HEADERS, authenticate, identify, translate
-from streams.build_state import Accepted, BuildState, Ignored, apply_event
+from streams.build_state import Ignored, apply_event
+
+from event_replay import json_fixture
+from event_replay import replay_builds as replay
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gitlab"
 PIPELINE_BUILD = "gl-1-31"
@@ -29,8 +32,7 @@ HOOKS = {"pipeline": "Pipeline Hook", "job": "Job Hook"}
 
 
 def fixture(name: str) -> dict[str, Any]:
-    payload: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return payload
+    return json_fixture("gitlab", name)
 
 
 def send(event_type: str, payload: Any, **headers: str) -> list[BuildEvent]:
@@ -43,16 +45,6 @@ def send(event_type: str, payload: Any, **headers: str) -> list[BuildEvent]:
 def mapped(name: str) -> list[BuildEvent]:
     body = (FIXTURES / f"{name}.json").read_bytes()  # the bytes as stored, like the intake passes them
     return send(HOOKS[name.split(".")[0]], body)
-
-
-def replay(events: list[BuildEvent], state: BuildState | None = None) -> BuildState:
-    for event in events:
-        outcome = apply_event(state, event)
-        assert isinstance(outcome, (Accepted, Ignored)), outcome
-        if isinstance(outcome, Accepted):
-            state = outcome.state
-    assert state is not None
-    return state
 
 
 def by_stage(events: list[BuildEvent]) -> dict[str | None, BuildEvent]:
