@@ -9,7 +9,9 @@ compare  - produce N simulated build events once (pipeline_throughput's produce 
               the build's state in Quix's RocksDB state, group_by pipeline, count final results,
            3. cipulse: `python -m streams.cli worker` draining the backlog (pipeline_throughput's
               drain code): build-state agent, change sets to Kafka, ClickHouse sink.
-           Prints events/s of each and the ratios cipulse/raw and cipulse/peer.
+           Prints events/s of each and the ratios cipulse/raw and cipulse/peer, and what bounds
+           cipulse (`limits.py`): a no-op Faust agent over the same topic (`faust_ceiling.py`)
+           and the build-state agent's own per-event work in-process.
 memory   - produce M minimal builds (1 or 2 compact events each), drain them with the worker, and
            print the worker's VmRSS/VmHWM after the drain, with RSS sampled along the way and a
            linear extrapolation to 1,000,000 builds when M is smaller (labelled as such).
@@ -36,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from limits import faust_ceiling, own_work  # noqa: E402
 from pipeline_throughput import (  # noqa: E402
     REPO,
     Backlog,
@@ -157,14 +160,20 @@ def compare(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None
     total = len(backlog.records)
     log(f"producing {total:,} events ({backlog.builds:,} builds) to {topic}")
     producer_rate = produce_backlog(bootstrap, topic, backlog)
-    backlog.records.clear()
     log(f"produce: {producer_rate:,.0f} events/s")
+    log("own work: the build-state agent's functions in-process (decode, apply_event, change_set, encode)")
+    own = own_work(backlog.records)
+    backlog.records.clear()
+    log(f"own work: {own['cpu_us_per_event']} us CPU per event")
 
     log("raw baseline: confluent-kafka consumer + decode_dict (fastavro)")
     raw_rate = raw_consume_rate(bootstrap, topic, total, decode_dict)
     log(f"raw baseline: {raw_rate:,.0f} events/s; now + decode (fastavro + pydantic)")
     model_rate = raw_consume_rate(bootstrap, topic, total, lambda value: decode(value, BuildEvent))
     log(f"model baseline: {model_rate:,.0f} events/s")
+    log("faust ceiling: a no-op agent (take_events) in the worker's app class")
+    ceiling = faust_ceiling(bootstrap, topic, total, args.drain_timeout)
+    log(f"faust ceiling: {ceiling['events_per_s']:,} events/s, {ceiling['cpu_us_per_event']} us CPU per event")
     loads["after_baseline"] = load()
 
     log("quix peer: decode + apply_event in RocksDB state + group_by pipeline + count finals")
@@ -190,6 +199,7 @@ def compare(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None
         "produce_events_per_s": round(producer_rate),
         "raw": {"decode_dict_events_per_s": round(raw_rate), "decode_model_events_per_s": round(model_rate)},
         "quix_peer": peer,
+        "limits": limit_figures(ceiling, own, raw_rate),
         "cipulse": {
             "seen_at_ready": int(drain.at_ready.seen),
             "build_state_events_per_s": round(state_only),
@@ -226,6 +236,37 @@ def add_cpu_rates(f: dict[str, Any]) -> dict[str, Any]:
     return f
 
 
+def limit_figures(ceiling: dict[str, Any], own: dict[str, Any], raw_rate: float) -> dict[str, Any]:
+    """The best rate any Faust-agent build-state job could reach here: Faust's no-op cost plus our
+    own per-event work, on one core (the event loop), with nothing else (no ClickHouse, no sink)."""
+    best_us = ceiling["cpu_us_per_event"] + own["cpu_us_per_event"]
+    return {
+        "faust_noop_agent": ceiling,
+        "own_work_in_process": own,
+        "faust_noop_over_raw_decode_dict": round(ceiling["events_per_s"] / raw_rate, 4),
+        "best_faust_design_cpu_us_per_event": round(best_us, 1),
+        "best_faust_design_events_per_cpu_s": round(1e6 / best_us),
+    }
+
+
+def render_limits(f: dict[str, Any]) -> list[str]:
+    lim, peer_cpu = f["limits"], f["per_cpu_second"]["quix_peer_whole_run"]
+    noop, own = lim["faust_noop_agent"], lim["own_work_in_process"]
+    return [
+        "  What bounds cipulse here (same topic, same session):",
+        f"    Faust no-op agent (worker's app class, take_events)  {noop['events_per_s']:>9,} events/s  "
+        f"{noop['cpu_us_per_event']} us CPU/event = {lim['faust_noop_over_raw_decode_dict']:.3f} x raw decode_dict",
+        f"    our per-event work in-process (no Kafka, no table)  {own['events_per_cpu_s']:>9,} events/CPU-s  "
+        f"{own['cpu_us_per_event']} us CPU/event",
+        f"    a Faust agent doing our work, nothing else (sum)    {lim['best_faust_design_events_per_cpu_s']:>9,} "
+        f"events/CPU-s  {lim['best_faust_design_cpu_us_per_event']} us/event; Quix peer {peer_cpu:,} events/CPU-s "
+        f"({1e6 / peer_cpu:.0f} us/event)",
+        f"    to match the peer per CPU, our per-event work must fit in {1e6 / peer_cpu - noop['cpu_us_per_event']:.0f} us "
+        f"(peer's whole cost - Faust's no-op cost), before any sink; 0.5 x raw would need "
+        f"{2e6 / f['raw']['decode_dict_events_per_s']:.0f} us per event in total, under Faust's no-op cost alone",
+    ]
+
+
 def render_compare(f: dict[str, Any]) -> str:
     raw, peer, cip, ratio = f["raw"], f["quix_peer"], f["cipulse"], f["ratios"]
     s = f["settings"]
@@ -260,6 +301,8 @@ def render_compare(f: dict[str, Any]) -> str:
         f"{f['per_cpu_second']['quix_peer_whole_run']:,} (whole run), cipulse worker "
         f"{f['per_cpu_second']['cipulse_worker_drain']:,} (drain), cipulse/Quix {f['per_cpu_second']['cipulse_over_quix']:.3f}",
         f"  cipulse outcomes {cip['outcomes']}; Quix peer accepted {peer['accepted']:,}, finals counted {peer['finals']:,}",
+        "",
+        *render_limits(f),
         f"  load average: {f['run']['load_averages']}",
     ])
 
