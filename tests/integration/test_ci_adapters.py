@@ -96,18 +96,22 @@ def run_payload(action: str, run_id: int, repository: tuple[int, str] | None = N
     return json.dumps(payload).encode()
 
 
+def post_raw(worker: WorkerProcess, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    request = urllib.request.Request(f"{worker.api}{path}", data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def deliver(worker: WorkerProcess, body: bytes, event: str = "workflow_run", delivery: str | None = None,
             secret: str | None = SECRET) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json", "X-GitHub-Event": event,
                "X-GitHub-Delivery": delivery or str(uuid.uuid4())}
     if secret is not None:
         headers["X-Hub-Signature-256"] = sign(secret, body)
-    request = urllib.request.Request(f"{worker.api}/adapters/github", data=body, method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return post_raw(worker, "/adapters/github", body, headers)
 
 
 def build(worker: WorkerProcess, build_id: str) -> dict[str, Any] | None:
@@ -166,15 +170,8 @@ def test_an_unmappable_webhook_is_dead_lettered_with_reason_and_payload(worker: 
 
 
 def admin_post(worker: WorkerProcess, path: str, payload: Any) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        f"{worker.api}{path}", data=json.dumps(payload).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN}"}
+    return post_raw(worker, path, json.dumps(payload).encode(), headers)
 
 
 def notifications_for(receiver: Receiver, build_id: str) -> list[dict[str, Any]]:
@@ -281,15 +278,6 @@ def test_kept_deliveries_are_translated_again_by_replay(worker: WorkerProcess) -
         raise AssertionError("an unauthenticated replay was accepted")
     except urllib.error.HTTPError as exc:
         assert exc.code == 401
-
-
-def post_raw(worker: WorkerProcess, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    request = urllib.request.Request(f"{worker.api}{path}", data=body, method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def audit(worker: WorkerProcess, audit_id: str) -> dict[str, Any] | None:
