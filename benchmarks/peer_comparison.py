@@ -24,11 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -54,7 +51,8 @@ from pipeline_throughput import (  # noqa: E402
     raw_consume_rate,
     read_counters,
 )
-from harness import KafkaBroker, WorkerProcess, free_port_pair  # noqa: E402  (tests/ is on the path via pipeline_throughput)
+from bench_session import BenchSession, run_session  # noqa: E402
+from harness import KafkaBroker, WorkerProcess  # noqa: E402  (tests/ is on the path via pipeline_throughput)
 
 from schemas import BuildEvent, BuildScope, BuildStatus  # noqa: E402
 from schemas.serde import decode, decode_dict, encode  # noqa: E402
@@ -262,8 +260,9 @@ def render_limits(f: dict[str, Any]) -> list[str]:
         f"events/CPU-s  {lim['best_faust_design_cpu_us_per_event']} us/event; Quix peer {peer_cpu:,} events/CPU-s "
         f"({1e6 / peer_cpu:.0f} us/event)",
         f"    to match the peer per CPU, our per-event work must fit in {1e6 / peer_cpu - noop['cpu_us_per_event']:.0f} us "
-        f"(peer's whole cost - Faust's no-op cost), before any sink; 0.5 x raw would need "
-        f"{2e6 / f['raw']['decode_dict_events_per_s']:.0f} us per event in total, under Faust's no-op cost alone",
+        f"(peer's whole cost - Faust's no-op cost), before any sink; 0.5 x raw allows "
+        f"{2e6 / f['raw']['decode_dict_events_per_s']:.0f} us per event in total (Faust's no-op agent alone: "
+        f"{noop['cpu_us_per_event']} us)",
     ]
 
 
@@ -481,44 +480,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    work_dir = Path(tempfile.mkdtemp(prefix="cipulse-peer-"))
-    broker: KafkaBroker | None = None
-    workers: list[WorkerProcess] = []
-    try:
-        if args.bootstrap is None:
-            broker = KafkaBroker(port=free_port_pair(), data_dir=work_dir / "kafka")
-            log(f"starting a private Kafka broker on {broker.bootstrap}")
-            broker.start()
-        bootstrap = args.bootstrap or (broker.bootstrap if broker else "")
+
+    def measure(session: BenchSession) -> tuple[str, dict[str, Any], Path]:
         if args.mode == "compare":
-            figures = compare(args, bootstrap, broker, work_dir, workers)
-            print(render_compare(figures))
-            results = args.results or RESULTS_DIR / "peer_comparison.json"
-        else:
-            figures = memory(args, bootstrap, broker, work_dir, workers)
-            print(render_memory(figures))
-            results = args.results or RESULTS_DIR / "peer_memory.json"
-        results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps(figures, indent=2) + "\n")
-        log(f"figures written to {results}")
-        return 0
-    except KeyboardInterrupt:
-        log("interrupted: stopping everything this run started")
-        return 130
-    finally:
-        for worker in workers:
-            worker.stop()
-        if args.bootstrap is not None and workers:
-            delete_topics(args.bootstrap, workers[0].name)
-        if broker is not None:
-            log("stopping the private broker")
-            broker.stop()
-        shutil.rmtree(work_dir, ignore_errors=True)
+            figures = compare(args, session.bootstrap, session.broker, session.work_dir, session.workers)
+            return render_compare(figures), figures, args.results or RESULTS_DIR / "peer_comparison.json"
+        figures = memory(args, session.bootstrap, session.broker, session.work_dir, session.workers)
+        return render_memory(figures), figures, args.results or RESULTS_DIR / "peer_memory.json"
 
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    return run_session("cipulse-peer-", args.bootstrap, False, measure, delete_topics)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,8 @@ import os
 import platform
 import random
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -51,7 +48,9 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 from confluent_kafka import Consumer, KafkaError, Message  # noqa: E402
-from harness import KafkaBroker, WorkerProcess, free_port_pair, http_json  # noqa: E402
+from bench_session import BenchSession, run_session  # noqa: E402
+from bench_session import log as log  # noqa: E402  (re-exported: the other benchmarks import it from here)
+from harness import KafkaBroker, WorkerProcess, http_json  # noqa: E402
 
 from schemas import BuildEvent  # noqa: E402
 from schemas.serde import decode, decode_dict, encode  # noqa: E402
@@ -75,10 +74,6 @@ try:
 finally:
     client.close()
 """
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- 1. produce
@@ -518,41 +513,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    work_dir = Path(tempfile.mkdtemp(prefix="cipulse-bench-"))
-    broker: KafkaBroker | None = None
-    workers: list[WorkerProcess] = []
-    try:
-        if args.bootstrap is None:
-            broker = KafkaBroker(port=free_port_pair(), data_dir=work_dir / "kafka")
-            log(f"starting a private Kafka broker on {broker.bootstrap} ({broker.data_dir})")
-            broker.start()
-        bootstrap = args.bootstrap or (broker.bootstrap if broker else "")
-        figures = run(args, bootstrap, broker, work_dir, workers)
-        print(render(figures))
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps(figures, indent=2) + "\n")
-        log(f"figures written to {args.results}")
-        return 0
-    except KeyboardInterrupt:
-        log("interrupted: stopping everything this run started")
-        return 130
-    finally:
-        for worker in workers:
-            worker.stop()
-        if args.bootstrap is not None and workers:
-            delete_topics(args.bootstrap, workers[0].name)
-        if broker is not None:
-            log("stopping the private broker")
-            broker.stop()
-        if args.keep_data:
-            log(f"kept {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
 
+    def measure(session: BenchSession) -> tuple[str, dict[str, Any], Path]:
+        figures = run(args, session.bootstrap, session.broker, session.work_dir, session.workers)
+        return render(figures), figures, args.results
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    return run_session("cipulse-bench-", args.bootstrap, args.keep_data, measure, delete_topics)
 
 
 def run(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None, work_dir: Path,
