@@ -23,6 +23,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.types import Schema
 from pydantic import ValidationError
 
+from schemas.avro_writer import ValueWriter, compile_record_writer
 from schemas.catalog import SINGLE_OBJECT_MARKER, SchemaVersion, get_catalog
 from schemas.exceptions import (
     SchemaViolationError,
@@ -55,6 +56,7 @@ class DecodedRecord(NamedTuple):
 class _Writer:
     header: bytes
     schema: Schema
+    compiled: ValueWriter | None  # None when the schema needs fastavro's generic writer
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,8 @@ def _writer_for(model_type: type[TopLevelRecord]) -> _Writer:
                 f"{sorted(m.__name__ for m in catalog.models.values())}"
             )
         latest = catalog.latest(full_name)
-        writer = _writers[model_type] = _Writer(latest.header, latest.parsed)
+        compiled = compile_record_writer(latest.parsed, model_type)
+        writer = _writers[model_type] = _Writer(latest.header, latest.parsed, compiled)
     return writer
 
 
@@ -109,6 +112,19 @@ def _reader_for(fingerprint_le: bytes) -> _Reader:
 def encode(record: TopLevelRecord) -> bytes:
     """Serialize a model with the latest schema of its record, single-object framed."""
     writer = _writer_for(type(record))
+    if writer.compiled is not None:
+        out = bytearray(writer.header)
+        try:
+            writer.compiled(out, record)
+        except Exception:  # noqa: BLE001 - not a value the compiled writer vouches for
+            pass  # fastavro writes it below, or raises the error it always raised
+        else:
+            return bytes(out)
+    return _encode_generic(writer, record)
+
+
+def _encode_generic(writer: _Writer, record: TopLevelRecord) -> bytes:
+    """fastavro's writer over `model_dump()`: the reference the compiled writers must match."""
     buf = BytesIO()
     buf.write(writer.header)
     try:

@@ -28,6 +28,8 @@ def _utc_millis(value: datetime) -> datetime:
     Dropping the microseconds here (not only in the Avro writer) makes a model equal to itself
     after a round trip through bytes, which consumers rely on for dedup and tests.
     """
+    if value.tzinfo is UTC and type(value) is datetime and not value.microsecond % 1000:
+        return value  # already normalised (every decoded or copied timestamp): nothing to redo
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(
             "must be timezone-aware (naive datetimes are ambiguous); "
