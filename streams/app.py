@@ -6,6 +6,7 @@ workers (own topics, group, store and ClickHouse database) in the same way the C
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any
@@ -44,7 +45,8 @@ from streams.builds import register_build_agent
 from streams.dead_letter import DeadLetterPublisher
 from streams.faust_patches import CipulseApp
 from streams.settings import CipulseSettings
-from streams.sink_agent import SinkHealth, register_sink_agent
+from streams.sink_agent import SinkHealth
+from streams.sink_consumer import SinkSettings, StatusSink
 from streams.audit_detection import AuditPolicy
 from streams.producer import BatchPublisher, BuildEventProducer
 from streams.audits import AuditRuntime, AuditTopics, register_audit_agent
@@ -96,6 +98,9 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         topic_replication_factor=1,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
+        # aiokafka turns a whole fetch into Python records at once: with Faust's 1 MiB per
+        # partition that was ~47k ConsumerRecords (~28 MiB) per partition of small events
+        consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
         producer_acks=-1,
         # a notification group's table value may reach 8 MiB (streams.notify_groups_table)
         producer_max_request_size=GROUP_RECORD_LIMIT_BYTES,
@@ -139,16 +144,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         batch_wait_seconds=settings.state_batch_wait_seconds,
         publisher=lambda: BatchPublisher(settings.kafka_bootstrap),
     )
-    register_sink_agent(
-        app,
-        source=topics.build_status,
-        dead_letters=DeadLetterPublisher(topics.dead_letter, "clickhouse-sink"),
-        gateway=gateway,
-        health=health,
-        batch_size=settings.sink_batch_size,
-        flush_seconds=settings.sink_flush_seconds,
-        retry_max_seconds=settings.sink_retry_max_seconds,
-    )
+    register_status_sink(app, settings, gateway, health, topics)
     audit_table: TableT[bytes, Any] = app.Table(
         AUDIT_STATE_TABLE, default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes
     )
@@ -216,10 +212,41 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
             for partition, end in partitions.items():
                 done = (committed.get(topic) or {}).get(partition)
                 if end is not None:
-                    metrics.CONSUMER_LAG.labels(topic, str(partition)).set(max(0, end - (done or 0)))
+                    metrics.CONSUMER_LAG.labels(settings.app_id, topic, str(partition)).set(max(0, end - (done or 0)))
 
     app.timer(interval=LAG_REFRESH_SECONDS)(refresh_lag)
     return app
+
+
+def register_status_sink(
+    app: faust.App, settings: CipulseSettings, gateway: ClickHouseGateway, health: SinkHealth, topics: PipelineTopics
+) -> StatusSink:
+    """The ClickHouse sink of build-status: its own consumer thread, started and stopped with the worker."""
+    sink = StatusSink(
+        SinkSettings(
+            bootstrap=settings.kafka_bootstrap,
+            app_id=settings.app_id,
+            topic=topics.build_status.get_topic_name(),
+            dead_letter_topic=topics.dead_letter.get_topic_name(),
+            batch_size=settings.sink_batch_size,
+            flush_seconds=settings.sink_flush_seconds,
+            retry_max_seconds=settings.sink_retry_max_seconds,
+        ),
+        gateway,
+        health,
+    )
+
+    async def start_status_sink() -> None:
+        sink.start()
+
+    app.task(start_status_sink)
+
+    @app.on_before_shutdown.connect
+    async def stop_status_sink(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Before the gateway closes: a write in progress is cancelled, its batch left uncommitted."""
+        await asyncio.get_running_loop().run_in_executor(None, sink.stop)
+
+    return sink
 
 
 def register_adapters(

@@ -39,21 +39,12 @@ class DeadLetterPublisher:
         given up carries the message that was not delivered, not the receipt that reported it).
         """
         message = event.message
-        origin = f"{message.topic}[{message.partition}]@{message.offset}"
-        log.warning("%s: %s -> dead-letter (%s): %s", self._processor, origin, kind.value, reason)
-        record = DeadLetter(
-            source_topic=message.topic,
-            source_partition=message.partition,
-            source_offset=message.offset,
-            key=_as_bytes(message.key),
-            payload=payload if payload is not None else (_as_bytes(message.value) or b""),
-            kind=kind,
-            reason=reason,
-            failed_at=datetime.now(UTC),
-            processor=self._processor,
+        key = _as_bytes(message.key)
+        value = dead_letter_value(
+            self._processor, message.topic, message.partition, message.offset, key,
+            payload if payload is not None else (_as_bytes(message.value) or b""), kind, reason,
         )
-        metrics.DEAD_LETTERS.labels(self._processor, kind.value).inc()
-        return await self._topic.send(key=_as_bytes(message.key), value=encode(record))
+        return await self._topic.send(key=key, value=value)
 
 
     async def decode_or_reject(self, event: EventT[Any], model: type[R], deliveries: list[Awaitable[Any]]) -> R | None:
@@ -65,6 +56,19 @@ class DeadLetterPublisher:
         except SchemaViolationError as exc:
             deliveries.append(await self.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc)))
         return None
+
+
+def dead_letter_value(
+    processor: str, topic: str, partition: int, offset: int, key: bytes | None, payload: bytes,
+    kind: DeadLetterKind, reason: str,
+) -> bytes:
+    """The encoded `DeadLetter` for one rejected record; logs it and counts it for `processor`."""
+    log.warning("%s: %s[%d]@%d -> dead-letter (%s): %s", processor, topic, partition, offset, kind.value, reason)
+    metrics.DEAD_LETTERS.labels(processor, kind.value).inc()
+    return encode(DeadLetter(
+        source_topic=topic, source_partition=partition, source_offset=offset, key=key, payload=payload,
+        kind=kind, reason=reason, failed_at=datetime.now(UTC), processor=processor,
+    ))
 
 
 def _as_bytes(value: object) -> bytes | None:

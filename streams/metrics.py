@@ -28,8 +28,9 @@ SINK_FAILURES = Counter("cipulse_sink_write_failures_total", "Failed ClickHouse 
 SINK_HEALTHY = Gauge("cipulse_sink_healthy", "1 while the last ClickHouse write succeeded, 0 while failing")
 CONSUMER_LAG = Gauge(
     "cipulse_consumer_lag_messages",
-    "Messages in a partition not yet committed by this worker (high watermark - committed offset)",
-    ["topic", "partition"],
+    "Messages in a partition not yet committed by this worker's consumer group (high watermark - committed offset);"
+    " group is the worker's app id (its Faust agents) or <app id>-clickhouse-sink",
+    ["group", "topic", "partition"],
 )
 API_REQUESTS = Counter("cipulse_api_requests_total", "REST API requests", ["endpoint", "status"])
 AUDIT_EVENTS = Counter(

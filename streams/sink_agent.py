@@ -1,10 +1,10 @@
-"""The ClickHouse sink agent: writes change sets to ClickHouse in batches.
+"""Writing batches to ClickHouse until it accepts them, shared by every sink.
 
-Works like a batching sink: a batch is flushed when it reaches `batch_size` or after
-`flush_seconds`, and its offsets are acknowledged only after ClickHouse accepted the
-whole batch. A failed write is retried (with capped exponential backoff) and never
-acknowledged, so a crash or an outage re-delivers the batch; the tables' versioned
-keys make the re-write harmless.
+A batch is flushed when it reaches `batch_size` or after `flush_seconds`, and its offsets are
+acknowledged only after ClickHouse accepted the whole batch. A failed write is retried (with
+capped exponential backoff) and never acknowledged, so a crash or an outage re-delivers the
+batch; the tables' versioned keys make the re-write harmless. `write_changes` stores build-status
+change sets (`streams.sink_consumer`); `row_sink` is the Faust agent body of the one-table sinks.
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
-from faust.types import StreamT, TopicT
+from faust.types import StreamT
 
-from schemas import BuildStatusChange, DeadLetterKind
-from schemas.exceptions import SchemaViolationError, UndecodableError
-from schemas.serde import decode
+from schemas import BuildStatusChange
 from sinks.context_writer import BuildContextWriter
 from sinks.gateway import ClickHouseGateway
 from sinks.writer import BuildSinkWriter
@@ -31,9 +29,6 @@ from streams.dead_letter import DeadLetterPublisher
 from streams.sink_rows import context_row, event_row, latest_per_build, result_row
 
 log = logging.getLogger(__name__)
-
-PROCESSOR = "clickhouse-sink"
-
 
 @dataclass
 class SinkHealth:
@@ -46,41 +41,6 @@ class SinkHealth:
     consecutive_failures: int = 0
     failing_since: float | None = field(default=None, repr=False)
 
-
-
-def register_sink_agent(
-    app: faust.App,
-    *,
-    source: TopicT,
-    dead_letters: DeadLetterPublisher,
-    gateway: ClickHouseGateway,
-    health: SinkHealth,
-    batch_size: int,
-    flush_seconds: float,
-    retry_max_seconds: float,
-) -> None:
-    """Attach the sink agent to `app`."""
-    metrics.SINK_HEALTHY.set(1 if health.healthy else 0)
-
-    async def sink_build_status(stream: StreamT[Any]) -> None:
-        async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=flush_seconds):
-            changes: list[BuildStatusChange] = []
-            dead: list[Any] = []
-            for event in events:
-                try:
-                    change = decode(event.value, BuildStatusChange)
-                except UndecodableError as exc:
-                    dead.append(await dead_letters.publish(event, DeadLetterKind.UNDECODABLE, str(exc)))
-                    continue
-                except SchemaViolationError as exc:
-                    dead.append(await dead_letters.publish(event, DeadLetterKind.SCHEMA_VIOLATION, str(exc)))
-                    continue
-                changes.append(change)
-            if changes:
-                await write_changes(gateway, health, retry_max_seconds, changes)
-            await asyncio.gather(*dead)
-
-    app.agent(source, name=PROCESSOR)(sink_build_status)
 
 
 async def write_changes(

@@ -28,6 +28,7 @@ from harness import KafkaBroker, WorkerProcess, free_port_pair, http_json, query
 from schemas import BuildStatus
 from streams.demo_feed import SimulatedBuild
 from streams.reporter import BuildReporter, BuildSnapshot, ReporterConfig, StageSnapshot, TaskSnapshot
+from streams.sink_consumer import sink_group
 from test_pipeline_end_to_end import (
     expected_totals,
     http_json_text,
@@ -98,8 +99,8 @@ def group_offsets(bootstrap: str, group: str, topic: str) -> Offsets:
 
 
 def status_offsets(worker: WorkerProcess) -> Offsets:
-    """Offsets of cipulse.build-status: the sink's input, held back while the sink cannot write."""
-    return group_offsets(worker.bootstrap, worker.name, worker.topic("build-status"))
+    """Offsets of cipulse.build-status committed by the ClickHouse sink's group, held back while it cannot write."""
+    return group_offsets(worker.bootstrap, sink_group(worker.name), worker.topic("build-status"))
 
 
 def clickhouse_counts(worker: WorkerProcess) -> tuple[int, int, int]:
