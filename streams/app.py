@@ -29,7 +29,7 @@ from streams.notify_requester import RequesterTopics, register_requester_agent
 from streams.notify_subscriptions import Subscription, load_subscriptions
 from streams.retry_api import register_retry_api
 from streams.callback_api import register_callback_api
-from streams.callbacks import CallbackRegistry, register_callback_agent
+from streams.callbacks import CallbackRegistry, callback_dispatcher
 from streams.ingest_api import register_ingest_api
 from streams.adapters.delivery_sink import PROCESSOR as DELIVERY_SINK
 from streams.adapters.delivery_sink import register_delivery_sink
@@ -46,7 +46,8 @@ from streams.dead_letter import DeadLetterPublisher
 from streams.faust_patches import CipulseApp
 from streams.settings import CipulseSettings
 from streams.sink_agent import SinkHealth
-from streams.sink_consumer import SinkSettings, StatusSink
+from streams.sink_consumer import SinkSettings, status_sink
+from streams.thread_consumer import ThreadConsumer
 from streams.audit_detection import AuditPolicy
 from streams.producer import BatchPublisher, BuildEventProducer
 from streams.audits import AuditRuntime, AuditTopics, register_audit_agent
@@ -194,10 +195,10 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         settings=settings,
     )
     callback_registry = CallbackRegistry(gateway, settings.callback_cache_seconds)
-    register_callback_agent(
-        app, source=topics.build_status, dead_letters=DeadLetterPublisher(topics.dead_letter, "callback-dispatcher"),
+    run_with_worker(app, callback_dispatcher(
+        source_topic=topics.build_status.get_topic_name(), dead_letter_topic=topics.dead_letter.get_topic_name(),
         gateway=gateway, health=health, registry=callback_registry, settings=settings,
-    )
+    ))
     register_callback_api(app, gateway=gateway, registry=callback_registry, settings=settings)
     register_ingest_api(app, events=topics.build_events, settings=settings)
     register_adapters(app, settings, gateway, health, topics, audit_topics.events)
@@ -220,9 +221,9 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
 
 def register_status_sink(
     app: faust.App, settings: CipulseSettings, gateway: ClickHouseGateway, health: SinkHealth, topics: PipelineTopics
-) -> StatusSink:
+) -> ThreadConsumer:
     """The ClickHouse sink of build-status: its own consumer thread, started and stopped with the worker."""
-    sink = StatusSink(
+    sink = status_sink(
         SinkSettings(
             bootstrap=settings.kafka_bootstrap,
             app_id=settings.app_id,
@@ -235,18 +236,21 @@ def register_status_sink(
         gateway,
         health,
     )
+    run_with_worker(app, sink)
+    return sink
 
-    async def start_status_sink() -> None:
-        sink.start()
 
-    app.task(start_status_sink)
+def run_with_worker(app: faust.App, consumer: ThreadConsumer) -> None:
+    """Start `consumer` once the worker runs; stop it before the worker shuts down (and the gateway closes)."""
+
+    async def start_consumer() -> None:
+        consumer.start()
+
+    app.task(start_consumer)
 
     @app.on_before_shutdown.connect
-    async def stop_status_sink(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """Before the gateway closes: a write in progress is cancelled, its batch left uncommitted."""
-        await asyncio.get_running_loop().run_in_executor(None, sink.stop)
-
-    return sink
+    async def stop_consumer(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, consumer.stop)
 
 
 def register_adapters(

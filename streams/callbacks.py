@@ -18,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
 
 import aiohttp
-import faust
-from faust.types import StreamT, TopicT
+from confluent_kafka import Message
 
 from schemas import BuildStatusChange, DeadLetterKind
+from schemas.exceptions import SchemaViolationError, UndecodableError
+from schemas.serde import decode
 from sinks import callback_queries
 from sinks.callback_rows import STATUS_ACTIVE, STATUS_DISABLED, CallbackDeliveryRow, CallbackSubscriptionRow
 from sinks.callback_writer import write_deliveries, write_subscription
@@ -35,10 +36,12 @@ from streams import metrics
 from streams.callback_events import CallbackHealth, CallbackTarget, callback_events, disable_reason, wants
 from streams.callback_sender import CallbackDelivery, CallbackSender
 from streams.callback_subscriptions import next_version, target_of
-from streams.dead_letter import DeadLetterPublisher
+from streams.dead_letter import dead_letter_value
 from streams.notify_subscriptions import DeliveryPolicy
 from streams.settings import CipulseSettings
+from streams.producer import BatchPublisher
 from streams.sink_agent import SinkHealth, write_until_accepted
+from streams.thread_consumer import BatchHandler, ConsumerSettings, ThreadConsumer
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +110,20 @@ async def disable_callback(
     return disabled
 
 
-def register_callback_agent(
-    app: faust.App,
+def callback_dispatcher(
     *,
-    source: TopicT,
-    dead_letters: DeadLetterPublisher,
+    source_topic: str,
+    dead_letter_topic: str,
     gateway: ClickHouseGateway,
     health: SinkHealth,
     registry: CallbackRegistry,
     settings: CipulseSettings,
-) -> None:
+) -> ThreadConsumer:
+    """The dispatcher's consumer (not started): group `<app id>-callback-dispatcher`.
+
+    A consumer thread of its own, not a Faust agent (`streams.thread_consumer`): with no callback
+    subscribed, which is the default, a batch costs only its fetch, not a Faust hop per change set.
+    """
     disable_after = timedelta(seconds=settings.callback_disable_after_seconds)
     policy = delivery_policy(settings)
 
@@ -135,50 +142,71 @@ def register_callback_agent(
             since = None
         return CallbackHealth(since, summary.last_success_at, summary.last_failure_at, summary.last_error)
 
-    async def dispatch_callbacks(stream: StreamT[Any]) -> None:
+    async def disable(target: CallbackTarget, callback_health: CallbackHealth) -> None:
+        await disable_callback(gateway, registry, target, callback_health, disable_after)
+
+    @asynccontextmanager
+    async def open_handler() -> AsyncIterator[BatchHandler]:
         async with aiohttp.ClientSession() as session:
-            async def disable(target: CallbackTarget, callback_health: CallbackHealth) -> None:
-                await disable_callback(gateway, registry, target, callback_health, disable_after)
-
             sender = CallbackSender(session, policy, disable_after, disable, seed)
-            batches = cast("faust.Stream[Any]", stream).take_events(
-                settings.state_batch_size, within=settings.state_batch_wait_seconds
-            )
-            async for events in batches:
-                dead: list[Awaitable[Any]] = []
-                deliveries: list[CallbackDelivery] = []
-                targets = await _targets_until_read(registry)
-                if not targets:  # nothing subscribed: no need to decode (the sink dead-letters bad records)
-                    continue
-                for event in events:
-                    change = await dead_letters.decode_or_reject(event, BuildStatusChange, dead)
-                    if change is None:
-                        continue
-                    for found in callback_events(change):
-                        deliveries.extend(
-                            CallbackDelivery.of(target, found, settings.api_url, event)
-                            for target in targets if wants(target, found)
-                        )
-                if deliveries:
-                    outcomes = await sender.deliver_batch(deliveries)
-                    rows: list[CallbackDeliveryRow] = [row for outcome in outcomes for row in outcome.rows]
-                    await write_until_accepted(
-                        gateway, health, settings.sink_retry_max_seconds,
-                        lambda client, database: write_deliveries(client, database, rows),
-                        rows={"callback_deliveries": len(rows)},
-                    )
-                    for outcome in outcomes:
-                        if outcome.outcome == "gave_up":
-                            dead.append(await dead_letters.publish(
-                                outcome.delivery.source, DeadLetterKind.DELIVERY_FAILED,
-                                f"{outcome.reason} (delivery {outcome.delivery.delivery_id}, "
-                                f"{outcome.delivery.event.kind.value} of build {outcome.delivery.event.change.build_id}, "
-                                f"{outcome.delivery.target.url})",
-                                payload=outcome.delivery.body,
-                            ))
-                await asyncio.gather(*dead)
+            dead_letters = BatchPublisher(settings.kafka_bootstrap)
+            try:
+                yield lambda records: dispatch(records, sender, dead_letters)
+            finally:
+                dead_letters.close(timeout=1.0)
 
-    app.agent(source, name=PROCESSOR)(dispatch_callbacks)
+    def reject(dead_letters: BatchPublisher, record: Message, kind: DeadLetterKind, reason: str,
+               payload: bytes | None = None) -> None:
+        dead_letters.publish(dead_letter_topic, record.key(), dead_letter_value(
+            PROCESSOR, record.topic() or "", record.partition() or 0, record.offset() or 0, record.key(),
+            payload if payload is not None else (record.value() or b""), kind, reason,
+        ))
+
+    async def dispatch(records: list[Message], sender: CallbackSender, dead_letters: BatchPublisher) -> None:
+        targets = await _targets_until_read(registry)
+        if not targets:  # nothing subscribed: no need to decode (the sink dead-letters bad records)
+            return
+        deliveries: list[CallbackDelivery] = []
+        for record in records:
+            try:
+                change = decode(record.value() or b"", BuildStatusChange)
+            except UndecodableError as exc:
+                reject(dead_letters, record, DeadLetterKind.UNDECODABLE, str(exc))
+                continue
+            except SchemaViolationError as exc:
+                reject(dead_letters, record, DeadLetterKind.SCHEMA_VIOLATION, str(exc))
+                continue
+            for found in callback_events(change):
+                deliveries.extend(
+                    CallbackDelivery.of(target, found, settings.api_url, record)
+                    for target in targets if wants(target, found)
+                )
+        if deliveries:
+            outcomes = await sender.deliver_batch(deliveries)
+            rows: list[CallbackDeliveryRow] = [row for outcome in outcomes for row in outcome.rows]
+            await write_until_accepted(
+                gateway, health, settings.sink_retry_max_seconds,
+                lambda client, database: write_deliveries(client, database, rows),
+                rows={"callback_deliveries": len(rows)},
+            )
+            for outcome in outcomes:
+                if outcome.outcome == "gave_up":
+                    delivery = outcome.delivery
+                    reject(
+                        dead_letters, delivery.source, DeadLetterKind.DELIVERY_FAILED,
+                        f"{outcome.reason} (delivery {delivery.delivery_id}, {delivery.event.kind.value} of build "
+                        f"{delivery.event.change.build_id}, {delivery.target.url})",
+                        payload=delivery.body,
+                    )
+        await dead_letters.confirm()
+
+    return ThreadConsumer(
+        ConsumerSettings(
+            bootstrap=settings.kafka_bootstrap, app_id=settings.app_id, processor=PROCESSOR, topic=source_topic,
+            batch_size=settings.state_batch_size, batch_wait_seconds=settings.state_batch_wait_seconds,
+        ),
+        open_handler,
+    )
 
 
 async def _targets_until_read(registry: CallbackRegistry) -> list[CallbackTarget]:
