@@ -110,9 +110,30 @@ def parse_dsn(dsn: str) -> ClickHouseTarget:
     )
 
 
-def open_client(dsn: str, database: str) -> Client:
+EMBEDDED_PURGE_RATIO = 0.05
+"""Idle (freed, still resident) pages the embedded engine keeps, as a share of its memory cap."""
+
+
+def embedded_engine_options(memory_bytes: int) -> dict[str, str]:
+    """Server settings for the embedded engine, given to chDB when it starts.
+
+    chDB sizes itself for a dedicated server: a memory cap of 90 % of the machine's RAM, and its
+    allocator (jemalloc) returns freed pages to the OS only after they sat idle for 5 s or once
+    they exceed 20 % of that cap. Inside the worker every sink insert frees its buffers, so
+    ~100 MiB of freed pages stayed resident (benchmarks/README.md). With the cap set to the
+    engine's budget, its memory worker hands freed pages back once they pass 5 % of it.
+    """
+    return {
+        "max_server_memory_usage": str(memory_bytes),
+        "memory_worker_purge_dirty_pages_threshold_ratio": str(EMBEDDED_PURGE_RATIO),
+    }
+
+
+def open_client(dsn: str, database: str, *, embedded_memory_bytes: int | None = None) -> Client:
     """Open a client on `dsn`, create `database` if missing, and make it the client's default.
 
+    `embedded_memory_bytes` caps the embedded engine's memory (`embedded_engine_options`); it
+    only counts for the client that starts the engine, and is ignored for servers.
     Calls on the returned client block the calling thread; asyncio code runs them in a
     single-thread executor. The caller owns the client and must `close()` it: for the embedded
     engine that is what releases the data path for other processes.
@@ -120,7 +141,12 @@ def open_client(dsn: str, database: str) -> Client:
     database = checked_identifier(database)
     target = parse_dsn(dsn)
     try:
-        client = clickhouse_connect.get_client(dsn=dsn)
+        if target.embedded and embedded_memory_bytes is not None:
+            client = clickhouse_connect.get_client(
+                dsn=dsn, chdb_options=embedded_engine_options(embedded_memory_bytes)
+            )
+        else:
+            client = clickhouse_connect.get_client(dsn=dsn)
     except (ClickHouseError, OSError) as exc:
         raise _unavailable(target, exc) from exc
     try:

@@ -27,6 +27,15 @@ class CipulseSettings(BaseSettings):
         description="chdb:///abs/path (embedded, one owning process), chdb://memory, or http(s)://user:pass@host:port",
     )
     clickhouse_database: str = Field(default="cipulse", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clickhouse_embedded_memory_mib: int = Field(
+        default=1024,
+        ge=128,
+        description="Embedded engine (chdb://) only: its memory cap (max_server_memory_usage; a query above it fails) "
+        "and the base of how many freed pages it may keep (5 %)",
+    )
+    malloc_arena_max: int = Field(
+        default=2, ge=0, description="glibc malloc arenas of the worker process; 0 = glibc's default (8 per core)"
+    )
     clickhouse_cluster: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
@@ -55,6 +64,12 @@ class CipulseSettings(BaseSettings):
     sink_batch_size: int = Field(default=5000, ge=1, description="Change sets per ClickHouse insert (or sink_flush_seconds)")
     sink_flush_seconds: float = Field(default=1.0, gt=0, description="Longest a change set waits before its batch is written")
     sink_retry_max_seconds: float = Field(default=30.0, gt=0, description="Cap of the sink's retry backoff while ClickHouse fails")
+    consumer_max_fetch_bytes: int = Field(
+        default=64 * 1024,
+        ge=16 * 1024,
+        description="Most bytes fetched per partition per request (Faust consumer_max_fetch_size); the worker holds "
+        "a fetch as Python records, ~28x its size for small events. A larger record still comes whole",
+    )
     consumer_session_timeout: float = Field(
         default=30.0,
         ge=6.0,

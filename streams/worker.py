@@ -15,6 +15,7 @@ from sinks.cluster_ddl import check_cluster_dsn
 from sinks.connection import open_client
 from sinks.gateway import ClickHouseGateway
 from sinks.migrations import apply_migrations
+from streams.allocator import limit_malloc_arenas
 from streams.app import create_app
 from streams.debug_dump import dump_worker
 from streams.settings import CipulseSettings
@@ -27,7 +28,8 @@ def open_gateway(settings: CipulseSettings) -> ClickHouseGateway:
     dsn = settings.clickhouse_dsn.get_secret_value()
     database = settings.clickhouse_database
     check_cluster_dsn(dsn, settings.clickhouse_cluster)  # chDB cannot run ON CLUSTER DDL
-    return ClickHouseGateway(lambda: open_client(dsn, database), database)
+    memory = settings.clickhouse_embedded_memory_mib * 2**20
+    return ClickHouseGateway(lambda: open_client(dsn, database, embedded_memory_bytes=memory), database)
 
 
 def prepare_clickhouse(settings: CipulseSettings, gateway: ClickHouseGateway) -> None:
@@ -53,6 +55,7 @@ class DiagnosableWorker(faust.Worker):
 
 def run_worker(settings: CipulseSettings) -> None:
     """Block until the worker is stopped (SIGTERM / Ctrl-C)."""
+    limit_malloc_arenas(settings.malloc_arena_max)  # first: the engine, RocksDB and Kafka start threads
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     gateway = open_gateway(settings)
     try:

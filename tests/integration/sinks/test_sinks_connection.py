@@ -141,6 +141,24 @@ def test_close_releases_the_path_for_another_process(
     assert outcome.stdout.strip() == "events 0", outcome.stderr
 
 
+def test_embedded_memory_cap_and_purge_threshold_reach_the_engine(
+    data_path: str, without_shared_engine: None
+) -> None:
+    client = open_client(f"chdb://{data_path}", DATABASE, embedded_memory_bytes=512 * 2**20)
+    try:
+        rows = client.query(
+            "SELECT name, value FROM system.server_settings WHERE name IN "
+            "('max_server_memory_usage', 'memory_worker_purge_dirty_pages_threshold_ratio')"
+        ).result_rows
+    finally:
+        client.close()
+
+    assert dict(rows) == {
+        "max_server_memory_usage": str(512 * 2**20),
+        "memory_worker_purge_dirty_pages_threshold_ratio": "0.05",
+    }
+
+
 def test_one_process_holds_one_location_at_a_time_and_can_switch_after_close(
     tmp_path: Path, engine: EngineHolder
 ) -> None:
