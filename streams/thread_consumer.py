@@ -34,6 +34,8 @@ COMMIT_INTERVAL_SECONDS = 1.0
 LAG_REFRESH_SECONDS = 5.0
 POLL_SECONDS = 0.2
 RESTART_DELAY_SECONDS = 1.0
+PREFETCH_RECORDS = 10_000
+PREFETCH_KIB = 4096
 
 TopicPartitionKey = tuple[str, int]
 BatchHandler = Callable[[list[Message]], Awaitable[None]]
@@ -149,6 +151,9 @@ class ThreadConsumer:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
+            # librdkafka prefetches up to 100k records / 64 MiB by default; a batch needs far less
+            "queued.min.messages": PREFETCH_RECORDS,
+            "queued.max.messages.kbytes": PREFETCH_KIB,
         })
         consumer.subscribe([s.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._loop = asyncio.get_running_loop()
