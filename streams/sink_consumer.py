@@ -88,6 +88,7 @@ def status_sink(settings: SinkSettings, gateway: ClickHouseGateway, health: Sink
         ConsumerSettings(
             bootstrap=settings.bootstrap, app_id=settings.app_id, processor=PROCESSOR, topic=settings.topic,
             batch_size=settings.batch_size, batch_wait_seconds=settings.flush_seconds,
+            legacy_group=settings.app_id,  # the Faust agent that wrote ClickHouse before this consumer
         ),
         open_handler,
         on_failure,

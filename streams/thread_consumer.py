@@ -73,6 +73,9 @@ class ConsumerSettings:
     topic: str
     batch_size: int
     batch_wait_seconds: float
+    legacy_group: str | None = None
+    """A group that consumed `topic` for this job before; a partition this group never committed starts
+    at its offset (an upgrade from the Faust agent), else at the beginning."""
 
 
 @dataclass
@@ -237,13 +240,40 @@ class ThreadConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
-            for tp in consumer.committed(partitions, timeout=10):
-                if tp.offset >= 0:
-                    self._progress.committed[(tp.topic, tp.partition)] = tp.offset
-        except KafkaException as exc:  # only the lag figure needs them
+            committed = consumer.committed(partitions, timeout=10)
+        except KafkaException as exc:  # then librdkafka starts from the committed offsets by itself
             log.warning("%s: committed offsets unreadable at assignment: %s", self._settings.processor, exc)
+            return
+        for tp in committed:
+            if tp.offset >= 0:
+                self._progress.committed[(tp.topic, tp.partition)] = tp.offset
+        starts = self._legacy_starts(consumer, [tp for tp in committed if tp.offset < 0])
+        if starts:
+            consumer.assign([starts.get((tp.topic, tp.partition), tp) for tp in committed])
         log.info("%s assigned %s", self._settings.processor,
-                 _describe({(tp.topic, tp.partition): tp.offset for tp in partitions}))
+                 _describe({(tp.topic, tp.partition): tp.offset for tp in committed}))
+
+    def _legacy_starts(self, consumer: Consumer, fresh: list[TopicPartition]) -> dict[TopicPartitionKey, TopicPartition]:
+        """Where a partition this group never committed starts: where `legacy_group` (the Faust agent
+        that used to do this job) left off, so an upgrade neither re-reads the topic nor skips records."""
+        legacy = self._settings.legacy_group
+        if legacy is None or not fresh:
+            return {}
+        reader = Consumer({"bootstrap.servers": self._settings.bootstrap, "group.id": legacy,
+                           "enable.auto.commit": False})
+        try:  # committed() reads the group's offsets without joining it
+            found = reader.committed([TopicPartition(tp.topic, tp.partition) for tp in fresh], timeout=10)
+        except KafkaException as exc:
+            log.warning("%s: offsets of %s unreadable, starting from the beginning: %s", self._settings.processor,
+                        legacy, exc)
+            return {}
+        finally:
+            reader.close()
+        starts = {(tp.topic, tp.partition): tp for tp in found if tp.offset >= 0}
+        if starts:
+            log.info("%s: first start of group %s, continuing where %s left off: %s", self._settings.processor,
+                     self.group, legacy, _describe({key: tp.offset for key, tp in starts.items()}))
+        return starts
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}

@@ -30,7 +30,7 @@ def topic_with_records(bootstrap: str) -> str:
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
     producer = Producer({"bootstrap.servers": bootstrap})
     for n in range(RECORDS):
-        producer.produce(topic, f"v{n}".encode(), f"k{n}".encode())
+        producer.produce(topic, f"v{n}".encode(), f"k{n}".encode(), partition=n % PARTITIONS)
     assert producer.flush(30) == 0
     return topic
 
@@ -44,13 +44,14 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
     return sum(max(tp.offset, 0) for tp in offsets)
 
 
-def consumer_for(bootstrap: str, topic: str, handle: Callable[[list[Message]], Awaitable[None]]) -> ThreadConsumer:
+def consumer_for(bootstrap: str, topic: str, handle: Callable[[list[Message]], Awaitable[None]],
+                 legacy_group: str | None = None) -> ThreadConsumer:
     @asynccontextmanager
     async def open_handler() -> AsyncIterator[BatchHandler]:
         yield handle
 
     settings = ConsumerSettings(bootstrap=bootstrap, app_id=f"app{uuid.uuid4().hex[:6]}", processor="test",
-                                topic=topic, batch_size=25, batch_wait_seconds=0.1)
+                                topic=topic, batch_size=25, batch_wait_seconds=0.1, legacy_group=legacy_group)
     return ThreadConsumer(settings, open_handler)
 
 
@@ -111,3 +112,26 @@ def test_a_stop_during_a_handler_that_never_returns_leaves_its_batch_uncommitted
         stopped_in = time.monotonic() - started
     assert not consumer.alive and stopped_in < 10
     assert committed_total(kafka.bootstrap, consumer.group, topic) == 0
+
+
+def test_a_first_start_continues_where_the_legacy_group_left_off(kafka: KafkaBroker) -> None:
+    topic = topic_with_records(kafka.bootstrap)  # 30 records per partition
+    legacy = f"legacy{uuid.uuid4().hex[:6]}"
+    committer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": legacy, "enable.auto.commit": False})
+    try:  # what the Faust agent had committed before the upgrade
+        committer.commit(offsets=[TopicPartition(topic, 0, 20), TopicPartition(topic, 1, 25)], asynchronous=False)
+    finally:
+        committer.close()
+    seen: list[tuple[int, int]] = []
+
+    async def handle(records: list[Message]) -> None:
+        seen.extend((record.partition() or 0, record.offset() or 0) for record in records)
+
+    consumer = consumer_for(kafka.bootstrap, topic, handle, legacy_group=legacy)
+    consumer.start()
+    try:
+        wait_until(lambda: len(seen) >= (30 - 20) + (30 - 25), 60, "the records after the legacy offsets")
+        wait_until(lambda: committed_total(kafka.bootstrap, consumer.group, topic) == RECORDS, 30, "all committed")
+    finally:
+        consumer.stop()
+    assert sorted(seen) == [(0, n) for n in range(20, 30)] + [(1, n) for n in range(25, 30)]
