@@ -37,6 +37,7 @@ import faust  # noqa: E402
 from schemas import BuildEvent  # noqa: E402
 from schemas.serde import decode  # noqa: E402
 from streams.faust_patches import CipulseApp  # noqa: E402
+from streams.settings import CipulseSettings  # noqa: E402
 
 BATCH_SIZE = 500
 BATCH_WAIT_SECONDS = 0.05
@@ -80,12 +81,13 @@ class Span:
         }
 
 
-def build_app(bootstrap: str, topic: str, span: Span, decode_records: bool, data_dir: Path) -> faust.App:
+def build_app(bootstrap: str, topic: str, span: Span, decode_records: bool, data_dir: Path,
+              fetch_bytes: int) -> faust.App:
     app_id = f"benchceiling{uuid.uuid4().hex[:8]}"
     app = CipulseApp(
         app_id, broker=f"kafka://{bootstrap}", store="memory://", datadir=str(data_dir), autodiscover=False,
         topic_allow_declare=False, consumer_auto_offset_reset="earliest", web_enabled=False,
-        broker_commit_interval=1.0,
+        broker_commit_interval=1.0, consumer_max_fetch_size=fetch_bytes,
     )
     source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
@@ -108,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", required=True, help="topic holding the backlog")
     parser.add_argument("--expected", type=int, required=True, help="records in the topic")
     parser.add_argument("--decode", action="store_true", help="also decode every record (fastavro + pydantic)")
+    parser.add_argument("--fetch-bytes", type=int, default=CipulseSettings.model_fields["consumer_max_fetch_bytes"].default,
+                        help="bytes fetched per partition per request (default: the worker's CIPULSE_CONSUMER_MAX_FETCH_BYTES)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     span = Span(args.expected)
     with tempfile.TemporaryDirectory(prefix="cipulse-ceiling-") as data_dir:
-        app = build_app(args.bootstrap, args.topic, span, args.decode, Path(data_dir))
+        app = build_app(args.bootstrap, args.topic, span, args.decode, Path(data_dir), args.fetch_bytes)
         worker = faust.Worker(app, loglevel="warn", quiet=True, override_logging=False)
         worker.execute_from_commandline()
     return 1  # only reached if the worker stopped before every record came
