@@ -26,8 +26,6 @@ import aiohttp
 from confluent_kafka import Message
 
 from schemas import BuildStatusChange, DeadLetterKind
-from schemas.exceptions import SchemaViolationError, UndecodableError
-from schemas.serde import decode
 from sinks import callback_queries
 from sinks.callback_rows import STATUS_ACTIVE, STATUS_DISABLED, CallbackDeliveryRow, CallbackSubscriptionRow
 from sinks.callback_writer import write_deliveries, write_subscription
@@ -36,10 +34,9 @@ from streams import metrics
 from streams.callback_events import CallbackHealth, CallbackTarget, callback_events, disable_reason, wants
 from streams.callback_sender import CallbackDelivery, CallbackSender
 from streams.callback_subscriptions import next_version, target_of
-from streams.dead_letter import dead_letter_value
 from streams.notify_subscriptions import DeliveryPolicy
 from streams.settings import CipulseSettings
-from streams.producer import BatchPublisher
+from streams.record_dead_letters import RecordDeadLetters
 from streams.sink_agent import SinkHealth, write_until_accepted
 from streams.thread_consumer import BatchHandler, ConsumerSettings, ThreadConsumer
 
@@ -149,32 +146,20 @@ def callback_dispatcher(
     async def open_handler() -> AsyncIterator[BatchHandler]:
         async with aiohttp.ClientSession() as session:
             sender = CallbackSender(session, policy, disable_after, disable, seed)
-            dead_letters = BatchPublisher(settings.kafka_bootstrap)
+            dead_letters = RecordDeadLetters(settings.kafka_bootstrap, dead_letter_topic, PROCESSOR)
             try:
                 yield lambda records: dispatch(records, sender, dead_letters)
             finally:
-                dead_letters.close(timeout=1.0)
+                dead_letters.close()
 
-    def reject(dead_letters: BatchPublisher, record: Message, kind: DeadLetterKind, reason: str,
-               payload: bytes | None = None) -> None:
-        dead_letters.publish(dead_letter_topic, record.key(), dead_letter_value(
-            PROCESSOR, record.topic() or "", record.partition() or 0, record.offset() or 0, record.key(),
-            payload if payload is not None else (record.value() or b""), kind, reason,
-        ))
-
-    async def dispatch(records: list[Message], sender: CallbackSender, dead_letters: BatchPublisher) -> None:
+    async def dispatch(records: list[Message], sender: CallbackSender, dead_letters: RecordDeadLetters) -> None:
         targets = await _targets_until_read(registry)
         if not targets:  # nothing subscribed: no need to decode (the sink dead-letters bad records)
             return
         deliveries: list[CallbackDelivery] = []
         for record in records:
-            try:
-                change = decode(record.value() or b"", BuildStatusChange)
-            except UndecodableError as exc:
-                reject(dead_letters, record, DeadLetterKind.UNDECODABLE, str(exc))
-                continue
-            except SchemaViolationError as exc:
-                reject(dead_letters, record, DeadLetterKind.SCHEMA_VIOLATION, str(exc))
+            change = dead_letters.decode_or_reject(record, BuildStatusChange)
+            if change is None:
                 continue
             for found in callback_events(change):
                 deliveries.extend(
@@ -192,8 +177,8 @@ def callback_dispatcher(
             for outcome in outcomes:
                 if outcome.outcome == "gave_up":
                     delivery = outcome.delivery
-                    reject(
-                        dead_letters, delivery.source, DeadLetterKind.DELIVERY_FAILED,
+                    dead_letters.reject(
+                        delivery.source, DeadLetterKind.DELIVERY_FAILED,
                         f"{outcome.reason} (delivery {delivery.delivery_id}, {delivery.event.kind.value} of build "
                         f"{delivery.event.change.build_id}, {delivery.target.url})",
                         payload=delivery.body,

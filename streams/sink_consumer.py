@@ -16,13 +16,10 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
-from schemas import BuildStatusChange, DeadLetterKind
-from schemas.exceptions import SchemaViolationError, UndecodableError
-from schemas.serde import decode
+from schemas import BuildStatusChange
 from sinks.gateway import ClickHouseGateway
 from streams import metrics
-from streams.dead_letter import dead_letter_value
-from streams.producer import BatchPublisher
+from streams.record_dead_letters import RecordDeadLetters
 from streams.sink_agent import SinkHealth, write_changes
 from streams.thread_consumer import BatchHandler, ConsumerSettings, ThreadConsumer, consumer_group
 
@@ -50,31 +47,16 @@ def status_sink(settings: SinkSettings, gateway: ClickHouseGateway, health: Sink
 
     @asynccontextmanager
     async def open_handler() -> AsyncIterator[BatchHandler]:
-        publisher = BatchPublisher(settings.bootstrap)
+        dead_letters = RecordDeadLetters(settings.bootstrap, settings.dead_letter_topic, PROCESSOR)
         try:
-            yield lambda records: store(records, publisher)
+            yield lambda records: store(records, dead_letters)
         finally:
-            publisher.close(timeout=1.0)
+            dead_letters.close()
 
-    async def store(records: list[Message], publisher: BatchPublisher) -> None:
-        changes: list[BuildStatusChange] = []
-        rejected = 0
-        for record in records:
-            value = record.value() or b""
-            try:
-                changes.append(decode(value, BuildStatusChange))
-                continue
-            except UndecodableError as exc:
-                kind, reason = DeadLetterKind.UNDECODABLE, str(exc)
-            except SchemaViolationError as exc:
-                kind, reason = DeadLetterKind.SCHEMA_VIOLATION, str(exc)
-            publisher.publish(settings.dead_letter_topic, record.key(), dead_letter_value(
-                PROCESSOR, record.topic() or "", record.partition() or 0, record.offset() or 0, record.key(), value,
-                kind, reason,
-            ))
-            rejected += 1
-        if rejected:
-            await publisher.confirm()
+    async def store(records: list[Message], dead_letters: RecordDeadLetters) -> None:
+        changes = [change for record in records
+                   if (change := dead_letters.decode_or_reject(record, BuildStatusChange)) is not None]
+        await dead_letters.confirm()
         if changes:
             await write_changes(gateway, health, settings.retry_max_seconds, changes)
 
