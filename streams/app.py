@@ -46,7 +46,7 @@ from streams.dead_letter import DeadLetterPublisher
 from streams.faust_patches import CipulseApp
 from streams.settings import CipulseSettings
 from streams.sink_agent import SinkHealth
-from streams.sink_consumer import SinkSettings, status_sink
+from streams.sink_consumer import status_sink
 from streams.thread_consumer import ThreadConsumer
 from streams.audit_detection import AuditPolicy
 from streams.producer import BatchPublisher, BuildEventProducer
@@ -224,17 +224,8 @@ def register_status_sink(
 ) -> ThreadConsumer:
     """The ClickHouse sink of build-status: its own consumer thread, started and stopped with the worker."""
     sink = status_sink(
-        SinkSettings(
-            bootstrap=settings.kafka_bootstrap,
-            app_id=settings.app_id,
-            topic=topics.build_status.get_topic_name(),
-            dead_letter_topic=topics.dead_letter.get_topic_name(),
-            batch_size=settings.sink_batch_size,
-            flush_seconds=settings.sink_flush_seconds,
-            retry_max_seconds=settings.sink_retry_max_seconds,
-        ),
-        gateway,
-        health,
+        settings, source_topic=topics.build_status.get_topic_name(),
+        dead_letter_topic=topics.dead_letter.get_topic_name(), gateway=gateway, health=health,
     )
     run_with_worker(app, sink)
     return sink

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from confluent_kafka import Message
 
@@ -20,6 +19,7 @@ from schemas import BuildStatusChange
 from sinks.gateway import ClickHouseGateway
 from streams import metrics
 from streams.record_dead_letters import RecordDeadLetters
+from streams.settings import CipulseSettings
 from streams.sink_agent import SinkHealth, write_changes
 from streams.thread_consumer import BatchHandler, ConsumerSettings, ThreadConsumer, consumer_group
 
@@ -31,23 +31,15 @@ def sink_group(app_id: str) -> str:
     return consumer_group(app_id, PROCESSOR)
 
 
-@dataclass(frozen=True)
-class SinkSettings:
-    bootstrap: str
-    app_id: str
-    topic: str
-    dead_letter_topic: str
-    batch_size: int
-    flush_seconds: float
-    retry_max_seconds: float
-
-
-def status_sink(settings: SinkSettings, gateway: ClickHouseGateway, health: SinkHealth) -> ThreadConsumer:
+def status_sink(
+    settings: CipulseSettings, *, source_topic: str, dead_letter_topic: str, gateway: ClickHouseGateway,
+    health: SinkHealth,
+) -> ThreadConsumer:
     """The sink's consumer (not started); a crash of its loop shows as an unhealthy sink until it recovers."""
 
     @asynccontextmanager
     async def open_handler() -> AsyncIterator[BatchHandler]:
-        dead_letters = RecordDeadLetters(settings.bootstrap, settings.dead_letter_topic, PROCESSOR)
+        dead_letters = RecordDeadLetters(settings.kafka_bootstrap, dead_letter_topic, PROCESSOR)
         try:
             yield lambda records: store(records, dead_letters)
         finally:
@@ -58,7 +50,7 @@ def status_sink(settings: SinkSettings, gateway: ClickHouseGateway, health: Sink
                    if (change := dead_letters.decode_or_reject(record, BuildStatusChange)) is not None]
         await dead_letters.confirm()
         if changes:
-            await write_changes(gateway, health, settings.retry_max_seconds, changes)
+            await write_changes(gateway, health, settings.sink_retry_max_seconds, changes)
 
     def on_failure(exc: Exception) -> None:
         health.healthy = False
@@ -68,8 +60,8 @@ def status_sink(settings: SinkSettings, gateway: ClickHouseGateway, health: Sink
     metrics.SINK_HEALTHY.set(1 if health.healthy else 0)
     return ThreadConsumer(
         ConsumerSettings(
-            bootstrap=settings.bootstrap, app_id=settings.app_id, processor=PROCESSOR, topic=settings.topic,
-            batch_size=settings.batch_size, batch_wait_seconds=settings.flush_seconds,
+            bootstrap=settings.kafka_bootstrap, app_id=settings.app_id, processor=PROCESSOR, topic=source_topic,
+            batch_size=settings.sink_batch_size, batch_wait_seconds=settings.sink_flush_seconds,
             legacy_group=settings.app_id,  # the Faust agent that wrote ClickHouse before this consumer
         ),
         open_handler,
