@@ -105,7 +105,7 @@ def strict_new_offset(acked: list[int], gaps: IntervalTree, committed: Optional[
 
 class NoSilentSkipConsumer(PromptDeliveryConsumer):
     """aiokafka consumer that seeks back over delivery holes and commits only contiguous acks
-    (and fetches again as soon as a stream drains: `streams.faust_delivery`)."""
+    (and delivers records promptly: `streams.faust_delivery`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
