@@ -52,7 +52,6 @@ from faust.types import TP, Message
 from faust.utils.functional import consecutive_numbers
 from intervaltree import IntervalTree
 
-from streams.faust_delivery import PromptDeliveryConsumer
 from streams.table_options import table_options
 
 log = logging.getLogger(__name__)
@@ -103,9 +102,8 @@ def strict_new_offset(acked: list[int], gaps: IntervalTree, committed: Optional[
     return batch[-1] + 1
 
 
-class NoSilentSkipConsumer(PromptDeliveryConsumer):
-    """aiokafka consumer that seeks back over delivery holes and commits only contiguous acks
-    (and delivers records promptly: `streams.faust_delivery`)."""
+class NoSilentSkipConsumer(faust_aiokafka.Consumer):
+    """aiokafka consumer that seeks back over delivery holes and commits only contiguous acks."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
