@@ -164,25 +164,35 @@ class NoSilentSkipConsumer(faust_aiokafka.Consumer):
             self._expected_offset[tp] = offset
 
     def stuck_heads(self, now: float) -> list[tuple[TP, int]]:
-        """Partitions whose committed offset has been neither acked nor in flight for STUCK_HEAD_SECONDS.
+        """Partitions whose committed offset has been neither acked nor in flight for STUCK_HEAD_SECONDS
+        although the partition holds records from there on.
 
-        Later offsets were acked, so the records from the committed offset on were fetched once, but
-        no agent holds them: they were dropped between the fetch and the streams (a delivery race
-        the hole check in `getmany` cannot see when the drop happens after it). The strict commit
-        keeps them safe, but without a seek back this worker would never process them.
+        Two shapes of the same drop between the fetch and the streams: later offsets were acked (the
+        records from the committed offset on were fetched once, but no agent got them: a delivery
+        race the hole check in `getmany` cannot see when the drop happens after it), or nothing at
+        all was delivered since the committed offset while the broker's end offset is past it (seen
+        once after a kill -9 + restart: the partition fetched to its end, nothing delivered). The
+        strict commit keeps the records safe, but without a seek back this worker never processes them.
         """
         app = self.app
         if app.rebalancing or cast(TableManager, app.tables).recovery.in_recovery:
             self._stuck_since.clear()
             return []
         in_flight = {message.tp for message in list(self._unacked_messages) if not message.acked}
+        acks_enabled_for = app.topics.acks_enabled_for
         stuck: list[tuple[TP, int]] = []
         suspects: dict[TP, tuple[int, float]] = {}
-        for tp, acked in self._acked.items():
-            committed = self._committed_offset.get(tp)
-            if (committed is None or not acked or tp in in_flight or tp in self._paused_partitions
-                    or min(acked) <= committed or self._gap[tp].overlaps(committed)):
+        for tp, committed in list(self._committed_offset.items()):
+            if committed is None or tp in in_flight or tp in self._paused_partitions or not acks_enabled_for(tp.topic):
                 continue
+            acked = self._acked.get(tp)
+            if acked:
+                if min(acked) <= committed or self._gap[tp].overlaps(committed):
+                    continue
+            else:
+                end = self._end_offset(tp)
+                if end is None or end <= committed:
+                    continue  # caught up (or nothing known yet): nothing waits beyond the committed offset
             first_seen = self._stuck_since.get(tp)
             since = first_seen[1] if first_seen is not None and first_seen[0] == committed else now
             suspects[tp] = (committed, since)
@@ -191,16 +201,24 @@ class NoSilentSkipConsumer(faust_aiokafka.Consumer):
         self._stuck_since = {tp: value for tp, value in suspects.items() if (tp, value[0]) not in stuck}
         return stuck
 
+    def _end_offset(self, tp: TP) -> Optional[int]:
+        """The broker's end offset of `tp` as the last fetch saw it; None when unknown or no longer assigned."""
+        try:
+            return cast(Optional[int], self.highwater(tp))
+        except Exception:  # aiokafka asserts the partition is assigned; a rebalance may have just taken it
+            return None
+
     async def _repair_stuck_heads(self) -> None:
         now = asyncio.get_running_loop().time()
         if now - self._last_stuck_check < 1.0:
             return
         self._last_stuck_check = now
         for tp, committed in self.stuck_heads(now):
+            acked = self._acked.get(tp)
             log.warning(
-                "%s: offsets from %d on were fetched but never reached an agent (acked from %d, nothing in "
-                "flight for %.0fs); seeking back to %d", tp, committed, min(self._acked[tp]), STUCK_HEAD_SECONDS,
-                committed,
+                "%s: offsets from %d on never reached an agent (%s, nothing in flight for %.0fs); seeking back to %d",
+                tp, committed, f"acked from {min(acked)}" if acked else f"nothing acked, end offset {self._end_offset(tp)}",
+                STUCK_HEAD_SECONDS, committed,
             )
             await self._seek_back(tp, committed)
 

@@ -331,14 +331,18 @@ class Fetched:
 
 
 def stuck_state(acked: list[int], committed: int | None, *, in_flight: bool = False, paused: bool = False,
-                rebalancing: bool = False, gap: IntervalTree | None = None) -> Any:
-    """The consumer fields `stuck_heads` reads, for partition TP0."""
-    return SimpleNamespace(
-        app=SimpleNamespace(rebalancing=rebalancing, tables=SimpleNamespace(recovery=SimpleNamespace(in_recovery=False))),
+                rebalancing: bool = False, gap: IntervalTree | None = None, end: int | None = None,
+                acks: bool = True) -> Any:
+    """The consumer fields `stuck_heads` reads, for partition TP0 (`end`: the broker's end offset)."""
+    state = SimpleNamespace(
+        app=SimpleNamespace(rebalancing=rebalancing, tables=SimpleNamespace(recovery=SimpleNamespace(in_recovery=False)),
+                            topics=SimpleNamespace(acks_enabled_for=lambda topic: acks)),
         _acked={TP0: acked}, _committed_offset={TP0: committed}, _gap=defaultdict(IntervalTree, {TP0: gap or IntervalTree()}),
         _unacked_messages={Fetched(TP0)} if in_flight else set(), _paused_partitions={TP0} if paused else set(),
-        _stuck_since={},
+        _stuck_since={}, highwater=lambda tp: end,
     )
+    state._end_offset = lambda tp: NoSilentSkipConsumer._end_offset(state, tp)
+    return state
 
 
 def test_a_head_hole_nobody_holds_is_repaired_only_after_it_persisted() -> None:
@@ -357,13 +361,35 @@ def test_a_head_hole_nobody_holds_is_repaired_only_after_it_persisted() -> None:
         {"acked": [574], "committed": 218, "paused": True},  # paused partitions are not fetched at all
         {"acked": [574], "committed": 218, "rebalancing": True},
         {"acked": [574], "committed": 218, "gap": gaps((218, 573))},  # known missing offsets (retention, markers)
-        {"acked": [], "committed": 218},
+        {"acked": [], "committed": 218, "end": 218},  # caught up: nothing beyond the committed offset
+        {"acked": [], "committed": 218, "end": None},  # end offset not known yet (nothing fetched)
+        {"acked": [], "committed": 218, "end": 900, "in_flight": True},  # delivered, being processed
+        {"acked": [], "committed": 218, "end": 900, "paused": True},
+        {"acked": [574], "committed": 218, "acks": False},  # a topic whose records are never acked
         {"acked": [574], "committed": None},
     ],
 )
 def test_nothing_is_sought_back_while_the_head_is_accounted_for(kwargs: dict[str, Any]) -> None:
     state = stuck_state(**kwargs)
     for now in (0.0, 100.0, 1000.0):
+        assert NoSilentSkipConsumer.stuck_heads(state, now) == []
+
+
+def test_a_partition_with_records_but_nothing_delivered_is_repaired_after_it_persisted() -> None:
+    # the kill -9 + restart stall: fetched to the end, nothing delivered, committed offset unmoved
+    state = stuck_state(acked=[], committed=496, end=1480)
+    assert NoSilentSkipConsumer.stuck_heads(state, 50.0) == []
+    assert NoSilentSkipConsumer.stuck_heads(state, 50.0 + faust_patches.STUCK_HEAD_SECONDS) == [(TP0, 496)]
+
+
+def test_an_end_offset_that_cannot_be_read_counts_as_unknown() -> None:
+    state = stuck_state(acked=[], committed=496)
+
+    def not_assigned(tp: TP) -> int:
+        raise AssertionError("Partition is not assigned")  # aiokafka's check
+
+    state.highwater = not_assigned
+    for now in (0.0, 1000.0):
         assert NoSilentSkipConsumer.stuck_heads(state, now) == []
 
 
