@@ -52,6 +52,10 @@ from faust.types import TP, Message
 from faust.utils.functional import consecutive_numbers
 from intervaltree import IntervalTree
 
+from streams import faust_stream_turns
+from streams.faust_delivery import PromptDeliveryConsumer
+from streams.faust_monitor import LeanMonitor
+from streams.faust_producer import QuickSizeProducer
 from streams.table_options import table_options
 
 log = logging.getLogger(__name__)
@@ -102,8 +106,9 @@ def strict_new_offset(acked: list[int], gaps: IntervalTree, committed: Optional[
     return batch[-1] + 1
 
 
-class NoSilentSkipConsumer(faust_aiokafka.Consumer):
-    """aiokafka consumer that seeks back over delivery holes and commits only contiguous acks."""
+class NoSilentSkipConsumer(PromptDeliveryConsumer):
+    """aiokafka consumer that seeks back over delivery holes and commits only contiguous acks
+    (and fetches again as soon as a stream drains: `streams.faust_delivery`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -272,6 +277,7 @@ class NoSilentSkipConsumer(faust_aiokafka.Consumer):
 
 class NoSilentSkipTransport(faust_aiokafka.Transport):
     Consumer = NoSilentSkipConsumer
+    Producer = QuickSizeProducer
 
 
 SHUTDOWN_STREAM_WAIT_SECONDS = 10.0
@@ -280,7 +286,14 @@ SHUTDOWN_STREAM_WAIT_SECONDS = 10.0
 
 class CipulseApp(faust.App):
     """faust.App whose consumer is `NoSilentSkipConsumer` (for kafka:// / aiokafka:// brokers),
-    and whose tables get bounded RocksDB options (`streams.table_options`) unless given others."""
+    whose tables get bounded RocksDB options (`streams.table_options`) unless given others, and
+    whose streams give the event loop a turn every few records (`streams.faust_stream_turns`),
+    and whose Monitor keeps no per-record statistics (`streams.faust_monitor`) unless given another."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("Monitor", LeanMonitor)
+        super().__init__(*args, **kwargs)
+        faust_stream_turns.install()
 
     async def on_started(self) -> None:
         await super().on_started()
