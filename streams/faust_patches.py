@@ -52,10 +52,10 @@ from faust.types import TP, Message
 from faust.utils.functional import consecutive_numbers
 from intervaltree import IntervalTree
 
-from streams import faust_stream_turns
-from streams.faust_delivery import PromptDeliveryConsumer
+from streams import faust_stream_turns, metrics
 from streams.faust_monitor import LeanMonitor
 from streams.faust_producer import QuickSizeProducer
+from streams.faust_stale_batches import StaleBatchGuardConsumer
 from streams.table_options import table_options
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,10 @@ def strict_new_offset(acked: list[int], gaps: IntervalTree, committed: Optional[
     return batch[-1] + 1
 
 
-class NoSilentSkipConsumer(PromptDeliveryConsumer):
+class NoSilentSkipConsumer(StaleBatchGuardConsumer):
     """aiokafka consumer that seeks back over delivery holes and commits only contiguous acks
-    (and fetches again as soon as a stream drains: `streams.faust_delivery`)."""
+    (never delivers a record fetched before a seek: `streams.faust_stale_batches`; fetches again
+    as soon as a stream drains: `streams.faust_delivery`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -225,7 +226,8 @@ class NoSilentSkipConsumer(PromptDeliveryConsumer):
                 tp, committed, f"acked from {min(acked)}" if acked else f"nothing acked, end offset {self._end_offset(tp)}",
                 STUCK_HEAD_SECONDS, committed,
             )
-            await self._seek_back(tp, committed)
+            if await self.seek_in_thread(tp, committed):
+                metrics.CONSUMER_SEEK_BACKS.labels(cause="stuck").inc()
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         await self._repair_stuck_heads()
@@ -244,16 +246,11 @@ class NoSilentSkipConsumer(PromptDeliveryConsumer):
                 self._expected_offset[tp] = offset + 1
             yield tp, message
 
-    async def _seek_back(self, tp: TP, offset: int) -> None:
-        """`seek`, but run in the aiokafka consumer's own thread (its fetcher is not thread-safe)."""
-        thread = self._thread
-
-        async def in_thread() -> None:
-            thread._ensure_consumer().seek(tp, offset)
-
-        await thread.call_thread(in_thread)
-        self._read_offset[tp] = offset if offset else None
-        self._expect(tp, offset)
+    async def seek_in_thread(self, tp: TP, offset: int) -> bool:
+        sought = await super().seek_in_thread(tp, offset)
+        if sought:
+            self._expect(tp, offset)
+        return sought
 
     async def _on_hole(self, tp: TP, expected: int, offset: int) -> bool:
         """Handle offsets expected..offset-1 never delivered; True when the partition was rewound."""
@@ -264,7 +261,8 @@ class NoSilentSkipConsumer(PromptDeliveryConsumer):
                 "offsets %d..%d of %s were not delivered (next delivered: %d); seeking back to %d",
                 expected, offset - 1, tp, offset, expected,
             )
-            await self._seek_back(tp, expected)
+            if await self.seek_in_thread(tp, expected):
+                metrics.CONSUMER_SEEK_BACKS.labels(cause="hole").inc()
             return True
         log.warning(
             "offsets %d..%d of %s still missing after seeking back (deleted by retention, compacted or "

@@ -32,6 +32,17 @@ CONSUMER_LAG = Gauge(
     " group is the worker's app id (its Faust agents) or <app id>-clickhouse-sink",
     ["group", "topic", "partition"],
 )
+CONSUMER_SEEK_BACKS = Counter(
+    "cipulse_consumer_seek_backs_total",
+    "Partitions the Faust consumer sought back so that records are not skipped, by cause: hole (a jump in delivered"
+    " offsets), stuck (records beyond the committed offset that never reached an agent for 10 s; a delivery race"
+    " the other checks missed), resumed (fetched again after flow control cleared the stream queues)",
+    ["cause"],
+)
+CONSUMER_STALE_RECORDS_SKIPPED = Counter(
+    "cipulse_consumer_stale_records_skipped_total",
+    "Fetched records not delivered because their partition was sought after the fetch (fetched again from there)",
+)
 API_REQUESTS = Counter("cipulse_api_requests_total", "REST API requests", ["endpoint", "status"])
 AUDIT_EVENTS = Counter(
     "cipulse_audit_events_total",

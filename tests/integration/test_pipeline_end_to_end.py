@@ -230,6 +230,9 @@ def test_worker_killed_mid_stream_and_restarted_counts_every_event_exactly_once(
     wait_until(lambda: stats_total(worker) == expected_totals(builds), 60, "stats to count every build once")
     # The restarted worker's counters start at 0; replayed events it had already applied show as duplicates.
     wait_until(lambda: sink_rows_written(worker) > 0, 30, "the sink to write after the restart")
+    # exactly, not by the safety net: no partition needed the 10 s stuck-partition seek-back
+    metrics_text = http_json_text(f"{worker.api}/metrics")[1]
+    assert _metric(metrics_text, 'cipulse_consumer_seek_backs_total{cause="stuck"}') == 0, worker.log_tail(60)
     assert worker.stop() == 0
     rows = query_embedded_clickhouse(
         worker.clickhouse_path,

@@ -128,11 +128,12 @@ def consumer(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
     instance.seeks = []
 
-    async def seek_back(tp: TP, offset: int) -> None:
+    async def seek_in_thread(tp: TP, offset: int) -> bool:
         instance.seeks.append((tp, offset))
         instance._expect(tp, offset)
+        return True
 
-    monkeypatch.setattr(instance, "_seek_back", seek_back)
+    monkeypatch.setattr(instance, "seek_in_thread", seek_in_thread)
     return instance
 
 
