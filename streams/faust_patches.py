@@ -179,6 +179,8 @@ class NoSilentSkipConsumer(StaleBatchGuardConsumer):
         all was delivered since the committed offset while the broker's end offset is past it (seen
         once after a kill -9 + restart: the partition fetched to its end, nothing delivered). The
         strict commit keeps the records safe, but without a seek back this worker never processes them.
+        (A partition Faust took out of the fetch for a full stream queue counts too: if that queue was
+        cleared, nothing is in flight and the partition would never be fetched again.)
         """
         app = self.app
         if app.rebalancing or cast(TableManager, app.tables).recovery.in_recovery:
@@ -226,6 +228,7 @@ class NoSilentSkipConsumer(StaleBatchGuardConsumer):
                 tp, committed, f"acked from {min(acked)}" if acked else f"nothing acked, end offset {self._end_offset(tp)}",
                 STUCK_HEAD_SECONDS, committed,
             )
+            self.on_buffer_drop(tp)  # if Faust took it out of the fetch for a queue that no longer holds it
             if await self.seek_in_thread(tp, committed):
                 metrics.CONSUMER_SEEK_BACKS.labels(cause="stuck").inc()
 

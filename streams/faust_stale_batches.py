@@ -12,14 +12,18 @@ loop runs all along, so two things went wrong (seen in the kill test's worker lo
   drain loop's read offset, and the same records fetched again from the committed offset fell
   below it and were dropped as already read ("DROPPED MESSAGE ROFF", visible only with DEVLOG=1);
 * records fetched *after* the seek but queued before the clear were cleared unprocessed, while the
-  fetch position had moved past them.
+  fetch position had moved past them;
+* a partition whose stream queue had filled up was out of the fetch until that queue drained, and
+  a cleared queue never drains: the partition was never fetched again (with faster delivery this
+  hit most restarts: "nothing acked, end offset 925" and the kill test stuck).
 
 So: each batch carries the aiokafka position of its partitions as they were when the fetch returned
 (stamped in the consumer thread, where positions change); a record whose partition has been sought
 or reset since is skipped, since the seek already set the position from which it will be fetched
-again. And when flow resumes after a seek, the sought partitions are sought to their committed
-offsets once more, before the next fetch, so whatever the clear removed is fetched again (what an
-agent already took is processed twice, which the per-node sequence checks make harmless).
+again. When flow resumes, partitions out of the fetch for a full queue are put back, and the
+partitions sought before are sought to their committed offsets once more, before the next fetch,
+so whatever the clear removed is fetched again (what an agent already took is processed twice,
+which the per-node sequence checks make harmless).
 """
 
 from __future__ import annotations
@@ -118,9 +122,18 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
 
     def resume_flow(self) -> None:
         super().resume_flow()
-        # flow control cleared the stream queues just before this: fetch the sought partitions again
+        # Flow control cleared the stream queues just before this. A partition taken out of the fetch
+        # because its queue was full waits for that queue to drain, which a cleared queue never does:
+        # bring it back. And what the sought partitions had queued is gone: fetch it again.
+        self.return_buffered_partitions_to_fetch()
         self._reseek_on_next_fetch |= self._sought_before_resume
         self._sought_before_resume = set()
+
+    def return_buffered_partitions_to_fetch(self) -> None:
+        """Put every partition Faust took out of the fetch for a full stream queue back in (if its queue
+        is in fact still full, the next record put there takes it out again)."""
+        for tp in list(self._buffered_partitions):
+            self.on_buffer_drop(tp)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._sought_before_resume -= revoked

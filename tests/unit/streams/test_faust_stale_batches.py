@@ -144,3 +144,12 @@ def test_a_revoked_partition_is_not_sought_again(consumer: Any, monkeypatch: pyt
     fetched_batch(consumer, monkeypatch, [], {TP0: PartitionState(1)})
     assert delivered(consumer) == []
     assert consumer.seeks == []
+
+
+def test_resumed_flow_returns_partitions_out_of_the_fetch_for_a_full_queue(consumer: Any) -> None:
+    # the recovery's clear emptied the queue, which therefore never drains to let TP0 back in
+    consumer._active_partitions = {TP1}
+    consumer._buffered_partitions = {TP0}
+    consumer.resume_flow()
+    assert consumer._active_partitions == {TP0, TP1}
+    assert consumer._buffered_partitions == set()

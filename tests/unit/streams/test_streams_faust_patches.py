@@ -400,3 +400,24 @@ def test_a_moving_committed_offset_restarts_the_clock() -> None:
     state._committed_offset[TP0] = 300  # the head moved on: not the same hole
     assert NoSilentSkipConsumer.stuck_heads(state, faust_patches.STUCK_HEAD_SECONDS) == []
     assert NoSilentSkipConsumer.stuck_heads(state, 2 * faust_patches.STUCK_HEAD_SECONDS) == [(TP0, 300)]
+
+
+def test_a_stuck_partition_out_of_the_fetch_is_put_back_and_sought(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a full stream queue took TP0 out of the fetch, then a clear emptied it: nothing in flight, never fetched
+    consumer._committed_offset[TP0] = 619
+    consumer._active_partitions = set()
+    consumer._buffered_partitions = {TP0}
+    monkeypatch.setattr(consumer, "highwater", lambda tp: 925)
+    monkeypatch.setattr(type(consumer.app), "rebalancing", False, raising=False)
+    monkeypatch.setattr(consumer.app.tables.recovery, "in_recovery", False, raising=False)
+    clock = iter([100.0, 100.0 + faust_patches.STUCK_HEAD_SECONDS + 1])
+    monkeypatch.setattr(consumer, "stuck_heads", lambda now, real=consumer.stuck_heads: real(next(clock)))
+
+    async def two_checks() -> None:
+        await consumer._repair_stuck_heads()
+        consumer._last_stuck_check = 0.0
+        await consumer._repair_stuck_heads()
+
+    asyncio.run(two_checks())
+    assert consumer.seeks == [(TP0, 619)]
+    assert TP0 in consumer._active_partitions and not consumer._buffered_partitions
