@@ -20,10 +20,10 @@ loop runs all along, so two things went wrong (seen in the kill test's worker lo
 So: each batch carries the aiokafka position of its partitions as they were when the fetch returned
 (stamped in the consumer thread, where positions change); a record whose partition has been sought
 or reset since is skipped, since the seek already set the position from which it will be fetched
-again. When flow resumes, partitions out of the fetch for a full queue are put back, and the
-partitions sought before are sought to their committed offsets once more, before the next fetch,
-so whatever the clear removed is fetched again (what an agent already took is processed twice,
-which the per-node sequence checks make harmless).
+again. When flow resumes (which clears the stream queues), partitions out of the fetch for a
+full queue are put back, and before the next fetch every assigned partition is sought to its
+committed offset, so whatever the clear removed is fetched again (what an agent already took is
+processed twice, which the per-node sequence checks make harmless).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from aiokafka import TopicPartition
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -96,8 +97,7 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._batch_stamps: dict[TP, PositionStamp] = {}
-        self._sought_before_resume: set[TP] = set()
-        self._reseek_on_next_fetch: set[TP] = set()
+        self._reseek_after_clear = False
         self._batch_consumer: Any = None
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
@@ -116,18 +116,14 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
             return False  # not a stamped fetch: nothing to compare with
         return not stamp.still_current(partition_state(self._batch_consumer, tp))
 
-    async def perform_seek(self) -> None:
-        await super().perform_seek()
-        self._sought_before_resume.update(tp for tp, offset in self._committed_offset.items() if offset is not None)
-
     def resume_flow(self) -> None:
         super().resume_flow()
-        # Flow control cleared the stream queues just before this. A partition taken out of the fetch
-        # because its queue was full waits for that queue to drain, which a cleared queue never does:
-        # bring it back. And what the sought partitions had queued is gone: fetch it again.
+        # Flow control clears the stream queues whenever it resumes (the recovery does that right
+        # before this; App.on_rebalance_return right after). A partition taken out of the fetch because
+        # its queue was full waits for that queue to drain, which a cleared queue never does: bring it
+        # back. And whatever was queued is gone while the fetch positions moved past it: fetch it again.
         self.return_buffered_partitions_to_fetch()
-        self._reseek_on_next_fetch |= self._sought_before_resume
-        self._sought_before_resume = set()
+        self._reseek_after_clear = True
 
     def return_buffered_partitions_to_fetch(self) -> None:
         """Put every partition Faust took out of the fetch for a full stream queue back in (if its queue
@@ -135,10 +131,8 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
         for tp in list(self._buffered_partitions):
             self.on_buffer_drop(tp)
 
-    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        self._sought_before_resume -= revoked
-        self._reseek_on_next_fetch -= revoked
-        await super().on_partitions_revoked(revoked)
+    def still_deliverable(self, tp: TP) -> bool:
+        return not self.fetched_before_a_seek(tp)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         await self._reseek_cleared_partitions()
@@ -154,32 +148,41 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
                      "position): %s", ", ".join(f"{tp.topic}[{tp.partition}] x{n}" for tp, n in sorted(skipped.items())))
 
     async def _reseek_cleared_partitions(self) -> None:
-        if not self._reseek_on_next_fetch:
+        """Before the first fetch after a flow resume: every assigned partition of an acked topic back to
+        its committed offset, or to its earliest one if nothing was committed yet (auto_offset_reset)."""
+        if not self._reseek_after_clear:
             return
-        partitions, self._reseek_on_next_fetch = self._reseek_on_next_fetch, set()
-        targets = {tp: self._committed_offset.get(tp) for tp in partitions}
-        targets = {tp: offset for tp, offset in targets.items() if offset is not None}
-        for tp, offset in sorted(targets.items()):
-            if await self.seek_in_thread(tp, offset):
+        self._reseek_after_clear = False
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        partitions = sorted(tp for tp in self.assignment() if acks_enabled_for(tp.topic))
+        sought: list[str] = []
+        for tp in partitions:
+            committed = self._committed_offset.get(tp)
+            if await self.seek_in_thread(tp, committed):
                 metrics.CONSUMER_SEEK_BACKS.labels(cause="resumed").inc()
-        if targets:
-            log.info("flow resumed after a seek: fetching %s again from the committed offsets",
-                     ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in sorted(targets.items())))
+                sought.append(f"{tp.topic}[{tp.partition}]@{'earliest' if committed is None else committed}")
+        if sought:
+            log.info("flow resumed (stream queues cleared): fetching again from the committed offsets: %s",
+                     ", ".join(sought))
 
-    async def seek_in_thread(self, tp: TP, offset: int) -> bool:
-        """`seek`, but run in the aiokafka consumer's own thread (its fetcher is not thread-safe);
-        False when `tp` is no longer assigned (a rebalance took it meanwhile: its next owner reads it)."""
+    async def seek_in_thread(self, tp: TP, offset: Optional[int]) -> bool:
+        """`seek` (None: to the earliest offset), but run in the aiokafka consumer's own thread (its
+        fetcher is not thread-safe); False when `tp` is no longer assigned (its next owner reads it)."""
         thread = self._thread
 
         async def in_thread() -> bool:
             consumer = thread._ensure_consumer()
             if tp not in consumer.assignment():
                 return False
-            consumer.seek(tp, offset)
+            partition = TopicPartition(tp.topic, tp.partition)  # aiokafka type-checks it
+            if offset is None:
+                await consumer.seek_to_beginning(partition)
+            else:
+                consumer.seek(partition, offset)
             return True
 
         if not await thread.call_thread(in_thread):
-            log.info("%s[%d] was not sought to %d: no longer assigned", tp.topic, tp.partition, offset)
+            log.info("%s[%d] was not sought to %s: no longer assigned", tp.topic, tp.partition, offset)
             return False
         self._read_offset[tp] = offset if offset else None
         return True

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.types import TP
 
-from streams.faust_patches import CipulseApp
-from streams.faust_stale_batches import PositionStamp, StampedRecords, stamp_positions
+from streams.faust_stale_batches import PositionStamp, StaleBatchGuardConsumer, StampedRecords, stamp_positions
 
 TP0, TP1 = TP("events", 0), TP("events", 1)
 
@@ -49,21 +49,6 @@ def test_stamps_are_taken_per_fetched_partition() -> None:
     assert stamps[TP("events", 2)] == PositionStamp(None, None)
     records = StampedRecords({TP0: ["r"]}, stamps)
     assert records == {TP0: ["r"]} and records.stamps == stamps
-
-
-@pytest.fixture
-def consumer(monkeypatch: pytest.MonkeyPatch) -> Any:
-    app = CipulseApp("stale-batch-test", broker="kafka://localhost:9092", autodiscover=False, store="memory://")
-    instance = app.consumer
-    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
-    instance.seeks = []
-
-    async def seek_in_thread(tp: TP, offset: int) -> bool:
-        instance.seeks.append((tp, offset))
-        return True
-
-    monkeypatch.setattr(instance, "seek_in_thread", seek_in_thread)
-    return instance
 
 
 def fetched_batch(consumer: Any, monkeypatch: pytest.MonkeyPatch, offsets: list[tuple[TP, int]],
@@ -110,40 +95,32 @@ def test_an_unsought_batch_is_delivered_whole(consumer: Any, monkeypatch: pytest
     assert delivered(consumer) == [(0, 10), (0, 11)]
 
 
-def test_flow_resumed_after_a_seek_fetches_the_sought_partitions_again_from_committed(
+def test_flow_resumed_fetches_every_assigned_partition_again_from_committed_once(
     consumer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def stock_perform_seek(self: Any) -> None:
-        self._committed_offset.update({TP0: 263, TP1: None})  # what seek_to_committed read
-
-    monkeypatch.setattr(faust_consumer.Consumer, "perform_seek", stock_perform_seek)
-    asyncio.run(consumer.perform_seek())
-    states = {TP0: PartitionState(500)}
-    fetched_batch(consumer, monkeypatch, [(TP0, 480)], states)
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP0, TP1, TP("changelog", 0)})
+    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: topic == "events")
+    consumer._committed_offset.update({TP0: 263})  # TP1: nothing committed yet
+    fetched_batch(consumer, monkeypatch, [(TP0, 480)], {TP0: PartitionState(481)})
     consumer._expect(TP0, 480)
     assert delivered(consumer) == [(0, 480)]
-    assert consumer.seeks == []  # nothing until flow control resumes (and clears the stream queues)
+    assert consumer.seeks == []  # nothing until flow resumes (which clears the stream queues)
     consumer.resume_flow()
     fetched_batch(consumer, monkeypatch, [(TP0, 263)], {TP0: PartitionState(264)})
     assert delivered(consumer) == [(0, 263)]
-    assert consumer.seeks == [(TP0, 263)]  # before that fetch; TP1 has no committed offset to go back to
+    assert consumer.seeks == [(TP0, 263), (TP1, None)]  # before that fetch; None: the earliest offset
     fetched_batch(consumer, monkeypatch, [(TP0, 264)], {TP0: PartitionState(265)})
     delivered(consumer)
-    assert consumer.seeks == [(TP0, 263)]  # once per resume
+    assert len(consumer.seeks) == 2  # once per resume
 
 
-def test_a_revoked_partition_is_not_sought_again(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    consumer._sought_before_resume = {TP0}
-    consumer.resume_flow()
-
-    async def revoke() -> None:
-        await consumer.on_partitions_revoked({TP0})
-
-    monkeypatch.setattr(faust_consumer.Consumer, "on_partitions_revoked", lambda self, revoked: asyncio.sleep(0))
-    asyncio.run(revoke())
-    fetched_batch(consumer, monkeypatch, [], {TP0: PartitionState(1)})
-    assert delivered(consumer) == []
-    assert consumer.seeks == []
+def test_a_record_in_hand_is_not_delivered_once_its_partition_moved(consumer: Any) -> None:
+    states = {TP0: PartitionState(440)}
+    consumer._batch_stamps = stamp_positions(aiokafka_consumer(states), [TP0])
+    consumer._batch_consumer = aiokafka_consumer(states)
+    assert consumer.still_deliverable(TP0)
+    states[TP0]._position = 263  # a seek while the drain loop awaited
+    assert not consumer.still_deliverable(TP0)
 
 
 def test_resumed_flow_returns_partitions_out_of_the_fetch_for_a_full_queue(consumer: Any) -> None:
@@ -153,3 +130,41 @@ def test_resumed_flow_returns_partitions_out_of_the_fetch_for_a_full_queue(consu
     consumer.resume_flow()
     assert consumer._active_partitions == {TP0, TP1}
     assert consumer._buffered_partitions == set()
+
+
+class RecordingAiokafkaConsumer:
+    """Checks what aiokafka checks: assigned partitions, given as aiokafka TopicPartitions."""
+
+    def __init__(self, assigned: set[TP]) -> None:
+        self.assigned = {TopicPartition(tp.topic, tp.partition) for tp in assigned}
+        self.calls: list[tuple[str, Any]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def seek(self, partition: Any, offset: int) -> None:
+        assert type(partition) is TopicPartition
+        self.calls.append(("seek", (partition, offset)))
+
+    async def seek_to_beginning(self, *partitions: Any) -> None:
+        assert all(type(partition) is TopicPartition for partition in partitions)
+        self.calls.append(("beginning", partitions))
+
+
+def test_seeks_run_in_the_consumer_thread_with_aiokafka_partitions(consumer: Any) -> None:
+    aiokafka = RecordingAiokafkaConsumer({TP0, TP1})
+
+    async def call_thread(function: Any) -> Any:
+        return await function()
+
+    consumer._thread = SimpleNamespace(_ensure_consumer=lambda: aiokafka, call_thread=call_thread)
+
+    async def seeks() -> list[bool]:
+        return [await StaleBatchGuardConsumer.seek_in_thread(consumer, TP0, 263),
+                await StaleBatchGuardConsumer.seek_in_thread(consumer, TP1, None),
+                await StaleBatchGuardConsumer.seek_in_thread(consumer, TP("events", 2), 5)]
+
+    assert asyncio.run(seeks()) == [True, True, False]  # partition 2 is not assigned (any more)
+    assert aiokafka.calls == [("seek", (TopicPartition("events", 0), 263)),
+                              ("beginning", (TopicPartition("events", 1),))]
+    assert consumer._read_offset[TP0] == 263 and consumer._read_offset[TP1] is None

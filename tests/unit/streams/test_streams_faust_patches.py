@@ -121,22 +121,6 @@ class Fetches:
             yield TP0, SimpleNamespace(tp=TP0, topic=TP0.topic, offset=offset)
 
 
-@pytest.fixture
-def consumer(monkeypatch: pytest.MonkeyPatch) -> Any:
-    app = CipulseApp("patch-test", broker="kafka://localhost:9092", autodiscover=False, store="memory://")
-    instance = app.consumer
-    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
-    instance.seeks = []
-
-    async def seek_in_thread(tp: TP, offset: int) -> bool:
-        instance.seeks.append((tp, offset))
-        instance._expect(tp, offset)
-        return True
-
-    monkeypatch.setattr(instance, "seek_in_thread", seek_in_thread)
-    return instance
-
-
 def deliver(consumer: Any, monkeypatch: pytest.MonkeyPatch, *batches: list[int]) -> list[list[int]]:
     fetches = Fetches(*batches)
 
@@ -342,7 +326,7 @@ def stuck_state(acked: list[int], committed: int | None, *, in_flight: bool = Fa
         _unacked_messages={Fetched(TP0)} if in_flight else set(), _paused_partitions={TP0} if paused else set(),
         _stuck_since={}, highwater=lambda tp: end,
     )
-    state._end_offset = lambda tp: NoSilentSkipConsumer._end_offset(state, tp)
+    state._end_offset = lambda tp: NoSilentSkipConsumer._end_offset(state, tp)  # type: ignore[arg-type]
     return state
 
 
