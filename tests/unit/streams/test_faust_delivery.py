@@ -1,4 +1,5 @@
-"""`PromptDeliveryConsumer`: a fetch loop that waits for a drained stream instead of a flat second."""
+"""`PromptDeliveryConsumer`: inline delivery, the stock race only when the callback suspends,
+and a fetch loop that waits for a drained stream instead of a flat second."""
 
 from __future__ import annotations
 
@@ -21,6 +22,68 @@ def new_consumer() -> Any:
     instance = app.consumer
     assert isinstance(instance, PromptDeliveryConsumer)
     return instance
+
+
+def test_a_callback_that_does_not_suspend_is_delivered_without_the_race() -> None:
+    delivered: list[int] = []
+    races: list[int] = []
+
+    async def callback(message: int) -> None:
+        delivered.append(message)
+
+    async def wait_first(*coros: Any, **kwargs: Any) -> None:
+        races.append(len(coros))
+
+    async def scenario() -> None:
+        consumer = new_consumer()
+        consumer.callback = callback
+        consumer.wait_first = wait_first
+        await consumer._deliver(7)
+
+    asyncio.run(scenario())
+    assert delivered == [7]
+    assert races == []
+
+
+def test_a_callback_that_suspends_is_raced_against_suspended_flow_and_finishes() -> None:
+    async def scenario() -> list[str]:
+        consumer = new_consumer()
+        log: list[str] = []
+        room = asyncio.Event()
+
+        async def callback(message: int) -> None:  # a full channel queue: waits for room
+            log.append(f"put {message}")
+            await room.wait()
+            log.append(f"delivered {message}")
+
+        consumer.callback = callback
+        asyncio.get_running_loop().call_later(0.01, room.set)
+        await asyncio.wait_for(consumer._deliver(3), 5)
+        return log
+
+    assert asyncio.run(scenario()) == ["put 3", "delivered 3"]
+
+
+def test_suspended_flow_abandons_a_delivery_stuck_on_a_full_queue() -> None:
+    """Stock behaviour kept: during a rebalance a blocked put is given up (the record is fetched again)."""
+
+    async def scenario() -> list[str]:
+        consumer = new_consumer()
+        log: list[str] = []
+
+        async def callback(message: int) -> None:
+            try:
+                await asyncio.Event().wait()  # never gets room
+            except asyncio.CancelledError:
+                log.append("abandoned")
+                raise
+
+        consumer.callback = callback
+        asyncio.get_running_loop().call_later(0.01, consumer.suspend_flow.set)
+        await asyncio.wait_for(consumer._deliver(3), 5)
+        return log
+
+    assert asyncio.run(scenario()) == ["abandoned"]
 
 
 def no_active_partitions(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
