@@ -249,7 +249,7 @@ class NoSilentSkipConsumer(StaleBatchGuardConsumer):
                 self._expected_offset[tp] = offset + 1
             yield tp, message
 
-    async def seek_in_thread(self, tp: TP, offset: Optional[int]) -> bool:
+    async def seek_in_thread(self, tp: TP, offset: int) -> bool:
         sought = await super().seek_in_thread(tp, offset)
         if sought:
             self._expect(tp, offset)

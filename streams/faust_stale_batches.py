@@ -22,7 +22,7 @@ So: each batch carries the aiokafka position of its partitions as they were when
 or reset since is skipped, since the seek already set the position from which it will be fetched
 again. When flow resumes (which clears the stream queues), partitions out of the fetch for a
 full queue are put back, and before the next fetch every assigned partition is sought to its
-committed offset, so whatever the clear removed is fetched again (what an agent already took is
+committed offset (or, with none yet, to the first offset delivered), so whatever the clear removed is fetched again (what an agent already took is
 processed twice, which the per-node sequence checks make harmless).
 """
 
@@ -98,6 +98,7 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
         super().__init__(*args, **kwargs)
         self._batch_stamps: dict[TP, PositionStamp] = {}
         self._reseek_after_clear = False
+        self._first_uncommitted_delivery: dict[TP, int] = {}
         self._batch_consumer: Any = None
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
@@ -141,6 +142,7 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
             if self.fetched_before_a_seek(tp):
                 skipped[tp] += 1
                 continue
+            self._note_delivery(tp, message.offset)
             yield tp, message
         if skipped:
             metrics.CONSUMER_STALE_RECORDS_SKIPPED.inc(sum(skipped.values()))
@@ -149,7 +151,7 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
 
     async def _reseek_cleared_partitions(self) -> None:
         """Before the first fetch after a flow resume: every assigned partition of an acked topic back to
-        its committed offset, or to its earliest one if nothing was committed yet (auto_offset_reset)."""
+        its committed offset, or, with nothing committed yet, to the first offset delivered since."""
         if not self._reseek_after_clear:
             return
         self._reseek_after_clear = False
@@ -158,31 +160,43 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
         sought: list[str] = []
         for tp in partitions:
             committed = self._committed_offset.get(tp)
-            if await self.seek_in_thread(tp, committed):
+            target = committed if committed is not None else self._first_uncommitted_delivery.get(tp)
+            if target is None:
+                continue  # nothing committed and nothing delivered: nothing was cleared
+            if await self.seek_in_thread(tp, target):
                 metrics.CONSUMER_SEEK_BACKS.labels(cause="resumed").inc()
-                sought.append(f"{tp.topic}[{tp.partition}]@{'earliest' if committed is None else committed}")
+                sought.append(f"{tp.topic}[{tp.partition}]@{target}")
         if sought:
             log.info("flow resumed (stream queues cleared): fetching again from the committed offsets: %s",
                      ", ".join(sought))
 
-    async def seek_in_thread(self, tp: TP, offset: Optional[int]) -> bool:
-        """`seek` (None: to the earliest offset), but run in the aiokafka consumer's own thread (its
-        fetcher is not thread-safe); False when `tp` is no longer assigned (its next owner reads it)."""
+    def _note_delivery(self, tp: TP, offset: int) -> None:
+        """Remember where delivery began on a partition with no committed offset (the re-seek's target)."""
+        if self._committed_offset.get(tp) is None and tp not in self._first_uncommitted_delivery:
+            self._first_uncommitted_delivery[tp] = offset
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._first_uncommitted_delivery.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    async def seek_in_thread(self, tp: TP, offset: int) -> bool:
+        """`seek`, but run in the aiokafka consumer's own thread (its fetcher is not thread-safe);
+        False when `tp` is no longer assigned (a rebalance took it meanwhile: its next owner reads it).
+
+        Always to a known offset: a reset to the earliest offset leaves the position unset until the
+        broker answers, and Faust's livelock check then fails on aiokafka's position assertion."""
         thread = self._thread
 
         async def in_thread() -> bool:
             consumer = thread._ensure_consumer()
             if tp not in consumer.assignment():
                 return False
-            partition = TopicPartition(tp.topic, tp.partition)  # aiokafka type-checks it
-            if offset is None:
-                await consumer.seek_to_beginning(partition)
-            else:
-                consumer.seek(partition, offset)
+            consumer.seek(TopicPartition(tp.topic, tp.partition), offset)  # aiokafka type-checks it
             return True
 
         if not await thread.call_thread(in_thread):
-            log.info("%s[%d] was not sought to %s: no longer assigned", tp.topic, tp.partition, offset)
+            log.info("%s[%d] was not sought to %d: no longer assigned", tp.topic, tp.partition, offset)
             return False
         self._read_offset[tp] = offset if offset else None
         return True

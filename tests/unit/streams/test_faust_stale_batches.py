@@ -98,17 +98,20 @@ def test_an_unsought_batch_is_delivered_whole(consumer: Any, monkeypatch: pytest
 def test_flow_resumed_fetches_every_assigned_partition_again_from_committed_once(
     consumer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumer, "assignment", lambda: {TP0, TP1, TP("changelog", 0)})
+    tp2 = TP("events", 2)
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP0, TP1, tp2, TP("changelog", 0)})
     monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: topic == "events")
-    consumer._committed_offset.update({TP0: 263})  # TP1: nothing committed yet
-    fetched_batch(consumer, monkeypatch, [(TP0, 480)], {TP0: PartitionState(481)})
+    consumer._committed_offset.update({TP0: 263})  # TP1 and tp2: nothing committed yet
+    fetched_batch(consumer, monkeypatch, [(TP0, 480), (TP1, 7), (TP1, 8)], {TP0: PartitionState(481), TP1: PartitionState(9)})
     consumer._expect(TP0, 480)
-    assert delivered(consumer) == [(0, 480)]
+    consumer._expect(TP1, 7)
+    assert delivered(consumer) == [(0, 480), (1, 7), (1, 8)]
     assert consumer.seeks == []  # nothing until flow resumes (which clears the stream queues)
     consumer.resume_flow()
     fetched_batch(consumer, monkeypatch, [(TP0, 263)], {TP0: PartitionState(264)})
     assert delivered(consumer) == [(0, 263)]
-    assert consumer.seeks == [(TP0, 263), (TP1, None)]  # before that fetch; None: the earliest offset
+    # before that fetch; TP1 from where its uncommitted delivery began; tp2 had nothing to lose
+    assert consumer.seeks == [(TP0, 263), (TP1, 7)]
     fetched_batch(consumer, monkeypatch, [(TP0, 264)], {TP0: PartitionState(265)})
     delivered(consumer)
     assert len(consumer.seeks) == 2  # once per resume
@@ -137,18 +140,14 @@ class RecordingAiokafkaConsumer:
 
     def __init__(self, assigned: set[TP]) -> None:
         self.assigned = {TopicPartition(tp.topic, tp.partition) for tp in assigned}
-        self.calls: list[tuple[str, Any]] = []
+        self.calls: list[tuple[Any, int]] = []
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
 
     def seek(self, partition: Any, offset: int) -> None:
         assert type(partition) is TopicPartition
-        self.calls.append(("seek", (partition, offset)))
-
-    async def seek_to_beginning(self, *partitions: Any) -> None:
-        assert all(type(partition) is TopicPartition for partition in partitions)
-        self.calls.append(("beginning", partitions))
+        self.calls.append((partition, offset))
 
 
 def test_seeks_run_in_the_consumer_thread_with_aiokafka_partitions(consumer: Any) -> None:
@@ -161,10 +160,24 @@ def test_seeks_run_in_the_consumer_thread_with_aiokafka_partitions(consumer: Any
 
     async def seeks() -> list[bool]:
         return [await StaleBatchGuardConsumer.seek_in_thread(consumer, TP0, 263),
-                await StaleBatchGuardConsumer.seek_in_thread(consumer, TP1, None),
+                await StaleBatchGuardConsumer.seek_in_thread(consumer, TP1, 0),
                 await StaleBatchGuardConsumer.seek_in_thread(consumer, TP("events", 2), 5)]
 
     assert asyncio.run(seeks()) == [True, True, False]  # partition 2 is not assigned (any more)
-    assert aiokafka.calls == [("seek", (TopicPartition("events", 0), 263)),
-                              ("beginning", (TopicPartition("events", 1),))]
+    assert aiokafka.calls == [(TopicPartition("events", 0), 263), (TopicPartition("events", 1), 0)]
     assert consumer._read_offset[TP0] == 263 and consumer._read_offset[TP1] is None
+
+
+def test_a_revoked_partition_forgets_where_its_uncommitted_delivery_began(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer._note_delivery(TP0, 7)
+    consumer._note_delivery(TP0, 9)  # the first one counts
+    assert consumer._first_uncommitted_delivery == {TP0: 7}
+
+    async def stock_revoke(self: Any, revoked: set[TP]) -> None:
+        return None
+
+    monkeypatch.setattr(faust_consumer.Consumer, "on_partitions_revoked", stock_revoke)
+    asyncio.run(consumer.on_partitions_revoked({TP0}))
+    assert consumer._first_uncommitted_delivery == {}
