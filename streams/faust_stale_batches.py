@@ -5,8 +5,8 @@ Checked against faust-streaming 0.15.3 (``Consumer.getmany``/``perform_seek``/``
 
 Why: after a kill -9 + restart, the table recovery resumes the stream partitions, then seeks them
 to their committed offsets, then resumes flow control, which clears every stream queue. The drain
-loop runs all along, so two things went wrong (seen in the kill test's worker logs: "offsets from
-263 on never reached an agent (acked from 437)", repaired only by the 10 s stuck-partition check):
+loop runs all along, so three things went wrong (seen in the kill test's worker logs, e.g. "offsets
+from 263 on never reached an agent (acked from 437)", repaired only by the 10 s stuck-partition check):
 
 * a batch fetched *before* the seek was still being handed out *after* it; its offsets became the
   drain loop's read offset, and the same records fetched again from the committed offset fell
@@ -22,8 +22,9 @@ So: each batch carries the aiokafka position of its partitions as they were when
 or reset since is skipped, since the seek already set the position from which it will be fetched
 again. When flow resumes (which clears the stream queues), partitions out of the fetch for a
 full queue are put back, and before the next fetch every assigned partition is sought to its
-committed offset (or, with none yet, to the first offset delivered), so whatever the clear removed is fetched again (what an agent already took is
-processed twice, which the per-node sequence checks make harmless).
+committed offset (or, with none yet, to the first offset delivered), so whatever the clear
+removed is fetched again (what an agent already took is processed twice, which the per-node
+sequence checks make harmless).
 """
 
 from __future__ import annotations
