@@ -111,12 +111,12 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
         self._batch_consumer = self._thread._consumer
         return records
 
-    def fetched_before_a_seek(self, tp: TP) -> bool:
-        """True when `tp` was sought, reset or reassigned since the batch being delivered was fetched."""
+    def still_deliverable(self, tp: TP) -> bool:
+        """False when `tp` was sought, reset or reassigned since the batch being delivered was fetched."""
         stamp = self._batch_stamps.get(tp)
         if stamp is None or self._batch_consumer is None:
-            return False  # not a stamped fetch: nothing to compare with
-        return not stamp.still_current(partition_state(self._batch_consumer, tp))
+            return True  # not a stamped fetch: nothing to compare with
+        return stamp.still_current(partition_state(self._batch_consumer, tp))
 
     def resume_flow(self) -> None:
         super().resume_flow()
@@ -133,14 +133,11 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
         for tp in list(self._buffered_partitions):
             self.on_buffer_drop(tp)
 
-    def still_deliverable(self, tp: TP) -> bool:
-        return not self.fetched_before_a_seek(tp)
-
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         await self._reseek_cleared_partitions()
         skipped: Counter[TP] = Counter()
         async for tp, message in super().getmany(timeout):
-            if self.fetched_before_a_seek(tp):
+            if not self.still_deliverable(tp):
                 skipped[tp] += 1
                 continue
             self._note_delivery(tp, message.offset)
