@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from schemas.avro_writer import ValueWriter, compile_record_writer
 from schemas.catalog import SINGLE_OBJECT_MARKER, SchemaVersion, get_catalog
+from schemas.decode_memo import DecodeMemo
 from schemas.exceptions import (
     SchemaViolationError,
     SerdeError,
@@ -69,6 +70,29 @@ class _Reader:
 
 _writers: dict[type[TopLevelRecord], _Writer] = {}
 _readers: dict[bytes, _Reader] = {}
+_memo: DecodeMemo[TopLevelRecord] | None = None
+
+
+def remember_encoded(entries: int) -> DecodeMemo[TopLevelRecord]:
+    """From now on `decode` answers bytes this process's `encode` wrote lately from memory.
+
+    Worth it where a process reads back what it publishes (the worker: change sets it encodes,
+    its sink and agents read); `schemas.decode_memo` says why it is exact. Replaces any memo.
+    """
+    global _memo
+    _memo = DecodeMemo(entries)
+    return _memo
+
+
+def encoded_memo() -> DecodeMemo[TopLevelRecord] | None:
+    """The memo `remember_encoded` set up, if any (for metrics)."""
+    return _memo
+
+
+def forget_encoded() -> None:
+    """Back to decoding every payload (the default)."""
+    global _memo
+    _memo = None
 
 
 def _writer_for(model_type: type[TopLevelRecord]) -> _Writer:
@@ -112,6 +136,7 @@ def _reader_for(fingerprint_le: bytes) -> _Reader:
 def encode(record: TopLevelRecord) -> bytes:
     """Serialize a model with the latest schema of its record, single-object framed."""
     writer = _writer_for(type(record))
+    payload: bytes | None = None
     if writer.compiled is not None:
         out = bytearray(writer.header)
         try:
@@ -119,8 +144,13 @@ def encode(record: TopLevelRecord) -> bytes:
         except Exception:  # noqa: BLE001 - not a value the compiled writer vouches for
             pass  # fastavro writes it below, or raises the error it always raised
         else:
-            return bytes(out)
-    return _encode_generic(writer, record)
+            payload = bytes(out)
+    if payload is None:
+        payload = _encode_generic(writer, record)
+    memo = _memo
+    if memo is not None:
+        memo.remember(payload, record)
+    return payload
 
 
 def _encode_generic(writer: _Writer, record: TopLevelRecord) -> bytes:
@@ -238,6 +268,11 @@ def decode(data: Payload, expected: type[TopLevelRecord] | None = None) -> TopLe
     With `expected`, a payload of another record type is a `SchemaViolationError`.
     Raises only `UndecodableError` or `SchemaViolationError` for bad input.
     """
+    memo = _memo
+    if memo is not None and type(data) is bytes:
+        known = memo.recall(data)
+        if known is not None and (expected is None or type(known) is expected):
+            return known
     fields, reader = _read(data, expected)
     try:
         return reader.model.model_validate(fields)

@@ -5,7 +5,12 @@ Served as text on the worker's `/metrics` endpoint.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from schemas import serde
 
 BUILD_EVENTS = Counter(
     "cipulse_build_events_total",
@@ -132,3 +137,25 @@ GATE_INPUTS = Counter(
     "Inputs applied by the gate agent, by kind (build, audit_alert, audit_event) and outcome (changed, unchanged, unknown_gate)",
     ["kind", "outcome"],
 )
+
+
+class DecodeMemoCollector:
+    """Reads the worker's decode memo (`schemas.decode_memo`) at scrape time: how often reading a
+    payload back was a lookup, how often it was decoded, and how many payloads the memo holds."""
+
+    def collect(self) -> Iterator[Metric]:
+        memo = serde.encoded_memo()
+        hits = CounterMetricFamily(
+            "cipulse_decode_memo_hits", "Payloads read back that this process had encoded (decoding skipped)"
+        )
+        misses = CounterMetricFamily(
+            "cipulse_decode_memo_misses", "Payloads decoded because the decode memo did not hold them (or is off)"
+        )
+        held = GaugeMetricFamily("cipulse_decode_memo_payloads", "Payloads the decode memo holds (0 when off)")
+        hits.add_metric([], memo.hits if memo else 0)
+        misses.add_metric([], memo.misses if memo else 0)
+        held.add_metric([], len(memo) if memo else 0)
+        yield from (hits, misses, held)
+
+
+REGISTRY.register(DecodeMemoCollector())

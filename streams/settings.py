@@ -36,6 +36,12 @@ class CipulseSettings(BaseSettings):
     malloc_arena_max: int = Field(
         default=2, ge=0, description="glibc malloc arenas of the worker process; 0 = glibc's default (8 per core)"
     )
+    decode_memo_entries: int = Field(
+        default=4096,
+        ge=0,
+        description="Payloads the worker encoded lately whose models it keeps, so that its own sink and agents "
+        "reading them back from Kafka skip decoding them (schemas.decode_memo); 0 = decode everything",
+    )
     clickhouse_cluster: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",

@@ -11,6 +11,7 @@ import logging
 
 import faust
 
+from schemas.serde import remember_encoded
 from sinks.cluster_ddl import check_cluster_dsn
 from sinks.connection import open_client
 from sinks.gateway import ClickHouseGateway
@@ -56,6 +57,8 @@ class DiagnosableWorker(faust.Worker):
 def run_worker(settings: CipulseSettings) -> None:
     """Block until the worker is stopped (SIGTERM / Ctrl-C)."""
     limit_malloc_arenas(settings.malloc_arena_max)  # first: the engine, RocksDB and Kafka start threads
+    if settings.decode_memo_entries:
+        remember_encoded(settings.decode_memo_entries)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     gateway = open_gateway(settings)
     try:
