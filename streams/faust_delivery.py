@@ -81,6 +81,9 @@ class PromptDeliveryConsumer(faust_aiokafka.Consumer):
         """False when the record in hand was fetched before a seek moved its partition (a subclass knows)."""
         return True
 
+    def on_stale_record(self, tp: TP) -> None:
+        """The drain loop skipped a record of `tp` that `still_deliverable` refused (a subclass counts it)."""
+
     async def _deliver(self, message: Message) -> None:
         finished, rest = start_inline(cast(Coroutine[Any, Any, None], self.callback(message)))
         if not finished:
@@ -116,6 +119,7 @@ class PromptDeliveryConsumer(faust_aiokafka.Consumer):
                             await self.commit()
                         # every await above may have let a seek move the partition: check after them
                         if not still_deliverable(tp):
+                            self.on_stale_record(tp)
                             continue
                         offset = message.offset
                         read_offset = get_read_offset(tp)
@@ -124,6 +128,7 @@ class PromptDeliveryConsumer(faust_aiokafka.Consumer):
                             if gap > 1 and read_offset and acks_enabled_for(message.topic):
                                 await self._add_gap(tp, read_offset + 1, offset)
                                 if not still_deliverable(tp):
+                                    self.on_stale_record(tp)
                                     continue
                             await deliver(message)
                             if still_deliverable(tp):  # else a seek during the delivery set the read offset

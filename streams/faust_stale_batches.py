@@ -118,6 +118,11 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
             return True  # not a stamped fetch: nothing to compare with
         return stamp.still_current(partition_state(self._batch_consumer, tp))
 
+    def on_stale_record(self, tp: TP) -> None:
+        metrics.CONSUMER_STALE_RECORDS_SKIPPED.inc()
+        log.info("skipped a record of %s[%d] fetched before its partition was sought (fetched again from the new "
+                 "position)", tp.topic, tp.partition)
+
     def resume_flow(self) -> None:
         super().resume_flow()
         # Flow control clears the stream queues whenever it resumes (the recovery does that right

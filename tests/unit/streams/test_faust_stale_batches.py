@@ -12,6 +12,7 @@ from aiokafka import TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.types import TP
 
+from streams import metrics
 from streams.faust_stale_batches import PositionStamp, StaleBatchGuardConsumer, StampedRecords, stamp_positions
 
 TP0, TP1 = TP("events", 0), TP("events", 1)
@@ -181,3 +182,9 @@ def test_a_revoked_partition_forgets_where_its_uncommitted_delivery_began(
     monkeypatch.setattr(faust_consumer.Consumer, "on_partitions_revoked", stock_revoke)
     asyncio.run(consumer.on_partitions_revoked({TP0}))
     assert consumer._first_uncommitted_delivery == {}
+
+
+def test_records_the_drain_loop_skips_as_stale_are_counted(consumer: Any) -> None:
+    before = metrics.CONSUMER_STALE_RECORDS_SKIPPED._value.get()
+    consumer.on_stale_record(TP0)
+    assert metrics.CONSUMER_STALE_RECORDS_SKIPPED._value.get() == before + 1
