@@ -81,8 +81,8 @@ class PromptDeliveryConsumer(faust_aiokafka.Consumer):
         """False when the record in hand was fetched before a seek moved its partition (a subclass knows)."""
         return True
 
-    def on_stale_record(self, tp: TP) -> None:
-        """The drain loop skipped a record of `tp` that `still_deliverable` refused (a subclass counts it)."""
+    def on_stale_record(self, tp: TP, count: int = 1) -> None:
+        """`count` records of `tp` that `still_deliverable` refused were skipped (a subclass counts them)."""
 
     async def _deliver(self, message: Message) -> None:
         finished, rest = start_inline(cast(Coroutine[Any, Any, None], self.callback(message)))

@@ -118,10 +118,10 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
             return True  # not a stamped fetch: nothing to compare with
         return stamp.still_current(partition_state(self._batch_consumer, tp))
 
-    def on_stale_record(self, tp: TP) -> None:
-        metrics.CONSUMER_STALE_RECORDS_SKIPPED.inc()
-        log.info("skipped a record of %s[%d] fetched before its partition was sought (fetched again from the new "
-                 "position)", tp.topic, tp.partition)
+    def on_stale_record(self, tp: TP, count: int = 1) -> None:
+        metrics.CONSUMER_STALE_RECORDS_SKIPPED.inc(count)
+        log.info("skipped records fetched before their partition was sought (fetched again from the new "
+                 "position): %s[%d] x%d", tp.topic, tp.partition, count)
 
     def resume_flow(self) -> None:
         super().resume_flow()
@@ -147,10 +147,8 @@ class StaleBatchGuardConsumer(PromptDeliveryConsumer):
                 continue
             self._note_delivery(tp, message.offset)
             yield tp, message
-        if skipped:
-            metrics.CONSUMER_STALE_RECORDS_SKIPPED.inc(sum(skipped.values()))
-            log.info("skipped records fetched before their partition was sought (fetched again from the new "
-                     "position): %s", ", ".join(f"{tp.topic}[{tp.partition}] x{n}" for tp, n in sorted(skipped.items())))
+        for tp, count in sorted(skipped.items()):
+            self.on_stale_record(tp, count)
 
     async def _reseek_cleared_partitions(self) -> None:
         """Before the first fetch after a flow resume: every assigned partition of an acked topic back to
