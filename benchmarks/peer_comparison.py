@@ -41,6 +41,7 @@ from pipeline_throughput import (  # noqa: E402
     Backlog,
     Drain,
     build_backlog,
+    child_pids,
     delete_topics,
     drain_backlog,
     git_commit,
@@ -184,6 +185,7 @@ def compare(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None
     drain = drain_backlog(worker, total, t_ready, args.drain_timeout)
     assert worker.process is not None
     rss = vm_status(worker.process.pid)
+    engine_rss = engine_status(worker.process.pid)
     loads["after_cipulse"] = load()
     end_to_end = (drain.final.rows_written - drain.at_ready.rows_written) / drain.seconds_to_clickhouse
     state_only = (drain.final.seen - drain.at_ready.seen) / drain.seconds_to_accepted
@@ -207,6 +209,7 @@ def compare(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None
             "outcomes": {k: int(v) for k, v in sorted(drain.final.outcomes.items())},
             "cpu_s": round(drain.worker_cpu_seconds, 1),
             "rss_mib": rss,
+            "engine_process_rss_mib": engine_rss,
             "exit_code": exit_code,
         },
         "ratios": {
@@ -295,7 +298,8 @@ def render_compare(f: dict[str, Any]) -> str:
         f"  {'Quix peer / raw decode_dict':44} {ratio['quix_over_raw_decode_dict']:>8.3f}",
         "",
         f"  CPU: Quix peer {peer['cpu_s']} s for its whole run (start-up included), peak RSS {peer['peak_rss_mib_wait4']} MiB; "
-        f"cipulse worker {cip['cpu_s']} s during the drain, RSS {cip['rss_mib']} MiB",
+        f"cipulse worker {cip['cpu_s']} s during the drain (its ClickHouse engine process included), RSS {cip['rss_mib']} MiB"
+        + (f", engine process RSS {cip['engine_process_rss_mib']} MiB" if cip.get("engine_process_rss_mib") else ""),
         f"  events per CPU-second (robust to other load on the machine): Quix peer "
         f"{f['per_cpu_second']['quix_peer_whole_run']:,} (whole run), cipulse worker "
         f"{f['per_cpu_second']['cipulse_worker_drain']:,} (drain), cipulse/Quix {f['per_cpu_second']['cipulse_over_quix']:.3f}",
@@ -350,6 +354,7 @@ def memory(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None,
     pid = worker.process.pid
     t_ready = time.perf_counter()
     at_ready = vm_status(pid)
+    engine_at_ready = engine_status(pid)
     samples: list[dict[str, float]] = []
     stop = threading.Event()
 
@@ -358,7 +363,8 @@ def memory(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None,
             try:
                 counters = read_counters(worker.api)
                 samples.append({"s": round(time.perf_counter() - t_ready, 1), "events_seen": counters.seen,
-                                "builds": counters.seen / args.events_per_build, **vm_status(pid)})
+                                "builds": counters.seen / args.events_per_build, **vm_status(pid),
+                                **{f"engine_{k}": v for k, v in engine_status(pid).items()}})
             except OSError:
                 continue
             if len(samples) % 6 == 0:
@@ -378,6 +384,7 @@ def memory(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None,
         stop.set()
         sampler.join()
     after = vm_status(pid)
+    engine_after = engine_status(pid)
     tracked = read_counters(worker.api).seen / args.events_per_build
     loads["after_drain"] = load()
     rocksdb_mib = dir_mib(worker.work_dir / "worker")
@@ -415,10 +422,27 @@ def memory(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None,
                     "extrapolated_vmrss_at_1m_builds": extrapolated if tracked < 1_000_000 else None,
                     "goal_mib": MEMORY_GOAL_MIB,
                     "goal_met_measured": after["VmHWM"] <= MEMORY_GOAL_MIB},
+        "engine_process_rss_mib": {"at_ready": engine_at_ready, "after_drain": engine_after},
+        "worker_and_engine_vmrss_mib": round(after["VmRSS"] + engine_after.get("VmRSS", 0.0), 1),
         "disk_mib": {"rocksdb_tables_dir": rocksdb_mib, "chdb_dir": chdb_mib},
         "samples": samples,
         "worker_exit_code": exit_code,
     }
+
+
+def engine_status(worker_pid: int) -> dict[str, float]:
+    """`vm_status` of the worker's ClickHouse engine process; empty when it runs in the worker."""
+    children = child_pids(worker_pid)
+    return vm_status(children[0]) if children else {}
+
+
+def engine_line(f: dict[str, Any]) -> str:
+    engine = f["engine_process_rss_mib"]["after_drain"]
+    if not engine:
+        return "  ClickHouse engine: inside the worker process (counted above)"
+    return (f"  its ClickHouse engine process (the embedded engine, the sinks' inserts): VmRSS {engine['VmRSS']} MiB, "
+            f"VmHWM {engine['VmHWM']} MiB (RssFile {engine.get('RssFile', '?')} MiB); worker + engine VmRSS "
+            f"{f['worker_and_engine_vmrss_mib']} MiB")
 
 
 def render_memory(f: dict[str, Any]) -> str:
@@ -435,7 +459,9 @@ def render_memory(f: dict[str, Any]) -> str:
         f"  worker RSS at the end ({f['builds_tracked_at_end']:,} builds tracked): VmRSS {r['after_drain']['VmRSS']} MiB, VmHWM {r['after_drain']['VmHWM']} MiB "
         f"(goal <= {r['goal_mib']:.0f} MiB: {'met' if r['goal_met_measured'] else 'NOT met'}); of VmRSS: "
         f"RssAnon {r['after_drain'].get('RssAnon', '?')} MiB (heap, tables, caches), RssFile "
-        f"{r['after_drain'].get('RssFile', '?')} MiB (mapped files, mostly the chDB engine library)",
+        f"{r['after_drain'].get('RssFile', '?')} MiB (mapped files: libraries; the chDB engine library too when "
+        "it runs in the worker, CIPULSE_CLICKHOUSE_ENGINE_PROCESS=false)",
+        engine_line(f),
         f"  RSS slope over the second half of the drain: {r['per_1000_builds_slope']} MiB per 1,000 builds",
         f"  on disk: RocksDB tables {f['disk_mib']['rocksdb_tables_dir']} MiB, chDB {f['disk_mib']['chdb_dir']} MiB",
     ]

@@ -207,6 +207,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def child_pids(pid: int) -> list[int]:
+    """Live children of a process (the worker's ClickHouse engine process), from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children.extend(int(child) for child in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return children
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live children: the worker's figure includes its engine process."""
+    total = cpu_seconds(pid)
+    for child in child_pids(pid):
+        try:
+            total += cpu_seconds(child)
+        except OSError:
+            continue
+    return total
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -228,7 +250,7 @@ def drain_backlog(worker: WorkerProcess, total: int, t_ready: float, timeout: fl
     counted as written to ClickHouse (a condition checked every 0.5 s, not a fixed wait)."""
     assert worker.process is not None
     pid = worker.process.pid
-    cpu_at_ready = cpu_seconds(pid)
+    cpu_at_ready = tree_cpu_seconds(pid)
     at_ready = read_counters(worker.api)
     log(f"drain: at ready {at_ready.seen:,.0f} events already seen, {at_ready.rows_written:,.0f} rows written")
     t_accepted: float | None = None
@@ -241,7 +263,7 @@ def drain_backlog(worker: WorkerProcess, total: int, t_ready: float, timeout: fl
         if t_accepted is None and counters.seen >= total:
             t_accepted = now
         if t_accepted is not None and counters.rows_written >= counters.accepted:
-            return Drain(at_ready, counters, t_accepted - t_ready, now - t_ready, cpu_seconds(pid) - cpu_at_ready)
+            return Drain(at_ready, counters, t_accepted - t_ready, now - t_ready, tree_cpu_seconds(pid) - cpu_at_ready)
         if now - t_ready > timeout:
             raise RuntimeError(
                 f"drain timed out after {timeout:.0f}s: {counters.seen:,.0f}/{total:,} seen, "

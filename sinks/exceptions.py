@@ -29,6 +29,10 @@ class SinkWriteError(SinkError):
         super().__init__(message)
         self.table = table
 
+    def __reduce__(self) -> tuple[type[SinkWriteError], tuple[str, str]]:
+        """Pickle with the table: the error crosses from the ClickHouse engine process."""
+        return (type(self), (str(self), self.table))
+
 
 class MigrationError(SinkError):
     """The DDL history in the database disagrees with the migration files shipped in

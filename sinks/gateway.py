@@ -2,7 +2,9 @@
 
 clickhouse-connect calls block, and the embedded chDB engine is owned by exactly one
 process; funnelling every call (sink writes and API queries) through one thread
-keeps the event loop free and the engine single-threaded.
+keeps the event loop free and the engine single-threaded. The worker's default,
+`sinks.engine_gateway.EngineProcessGateway`, keeps this thread and ordering but runs
+the calls in a child process.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
@@ -35,24 +37,26 @@ class ClickHouseGateway:
             self._client = self._connect()
         return self._client
 
+    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        """Run one call; always on the ClickHouse thread."""
+        return fn(self._client_in_thread(), self.database, *args, **kwargs)
+
+    def _release(self) -> None:
+        """Close what `_run` opened; on the ClickHouse thread."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     def call_sync(self, fn: Callable[Concatenate[Client, str, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run on the ClickHouse thread and wait (for start-up work outside the event loop)."""
-        return self._executor.submit(lambda: fn(self._client_in_thread(), self.database, *args, **kwargs)).result()
+        return self._executor.submit(self._run, fn, args, kwargs).result()
 
     async def call(self, fn: Callable[Concatenate[Client, str, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run on the ClickHouse thread without blocking the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, lambda: fn(self._client_in_thread(), self.database, *args, **kwargs)
-        )
+        return await loop.run_in_executor(self._executor, self._run, fn, args, kwargs)
 
     def close(self) -> None:
         """Release the client (and with it the embedded engine's lock on its data path)."""
-
-        def _close() -> None:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-
-        self._executor.submit(_close).result()
+        self._executor.submit(self._release).result()
         self._executor.shutdown(wait=True)

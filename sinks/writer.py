@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from clickhouse_connect.driver import Client
 
+from sinks.context_writer import BuildContextWriter
+from sinks.context_rows import BuildContextRow
 from sinks.table_insert import TableInserter, column_getters, to_columns
 from sinks.rows import (
     EVENT_INSERT_COLUMNS,
@@ -59,3 +61,15 @@ class BuildSinkWriter:
             self._tables.database,
         )
 
+
+
+def write_build_changes(
+    events: Sequence[BuildEventRow],
+    results: Sequence[BuildResultRow],
+    contexts: Sequence[BuildContextRow],
+    client: Client,
+    database: str,
+) -> None:
+    """The build-status sink's whole batch: events, then results, then retry contexts."""
+    BuildSinkWriter(client, database).write(events, results)
+    BuildContextWriter(client, database).write(contexts)

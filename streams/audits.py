@@ -29,6 +29,7 @@ from schemas.exceptions import SchemaViolationError, UndecodableError
 from schemas.serde import decode, encode
 from sinks.audit_rows import AuditAlertRow, AuditEventRow, AuditRepairRow, AuditStateRow
 from sinks.audit_writer import AuditSinkWriter
+from sinks.bound_writes import writer_call
 from sinks.gateway import ClickHouseGateway
 from streams import metrics
 from streams.audit_detection import (
@@ -140,8 +141,9 @@ def register_audit_agent(
             if any(rows.counts().values()):
                 await write_until_accepted(
                     gateway, health, retry_max_seconds,
-                    lambda client, database: AuditSinkWriter(client, database).write(
-                        events=rows.events, states=list(rows.states.values()), repairs=rows.repairs, alerts=rows.alerts
+                    writer_call(
+                        AuditSinkWriter, "write",
+                        events=rows.events, states=list(rows.states.values()), repairs=rows.repairs, alerts=rows.alerts,
                     ),
                     rows=rows.counts(),
                 )

@@ -26,6 +26,7 @@ import aiohttp
 from confluent_kafka import Message
 
 from schemas import BuildStatusChange, DeadLetterKind
+from sinks.bound_writes import rows_write
 from sinks import callback_queries
 from sinks.callback_rows import STATUS_ACTIVE, STATUS_DISABLED, CallbackDeliveryRow, CallbackSubscriptionRow
 from sinks.callback_writer import write_deliveries, write_subscription
@@ -171,7 +172,7 @@ def callback_dispatcher(
             rows: list[CallbackDeliveryRow] = [row for outcome in outcomes for row in outcome.rows]
             await write_until_accepted(
                 gateway, health, settings.sink_retry_max_seconds,
-                lambda client, database: write_deliveries(client, database, rows),
+                rows_write(write_deliveries, rows),
                 rows={"callback_deliveries": len(rows)},
             )
             for outcome in outcomes:

@@ -31,6 +31,10 @@ SINK_FLUSH_SECONDS = Histogram(
 )
 SINK_FAILURES = Counter("cipulse_sink_write_failures_total", "Failed ClickHouse batch writes (each retried)")
 SINK_HEALTHY = Gauge("cipulse_sink_healthy", "1 while the last ClickHouse write succeeded, 0 while failing")
+CLICKHOUSE_ENGINE_STARTS = Counter(
+    "cipulse_clickhouse_engine_starts_total",
+    "Starts of the worker's ClickHouse engine process (1 at start-up; more mean it died and was replaced)",
+)
 CONSUMER_LAG = Gauge(
     "cipulse_consumer_lag_messages",
     "Messages in a partition not yet committed by this worker's consumer group (high watermark - committed offset);"

@@ -37,6 +37,7 @@ from faust.types import EventT, StreamT, TableT, TopicT
 
 from schemas import DeadLetterKind, NotificationRequest, NotifierSignal, NotifierSignalKind
 from schemas.serde import encode
+from sinks.bound_writes import writer_call
 from sinks.gateway import ClickHouseGateway
 from sinks.notification_rows import NotificationDeliveryRow
 from sinks.notification_writer import NotificationSinkWriter
@@ -129,7 +130,7 @@ def register_notifier_agent(
                 rows = batch.rows
                 await write_until_accepted(
                     gateway, health, retry_max_seconds,
-                    lambda client, database: NotificationSinkWriter(client, database).write(rows),
+                    writer_call(NotificationSinkWriter, "write", rows),
                     rows={"notification_deliveries": len(rows)},
                 )
             changed = list(groups.staged())

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from schemas import BuildStatus
+from sinks.bound_writes import writer_call
 from sinks import context_queries
 from sinks.context_rows import BuildContextRow, RetryDecisionRow
 from sinks.context_writer import BuildContextWriter
@@ -91,6 +92,6 @@ class RetryAssessor:
             retry_id=retry_id,
         )
         try:
-            await self._gateway.call(lambda client, database: BuildContextWriter(client, database).write_decisions([row]))
+            await self._gateway.call(writer_call(BuildContextWriter, "write_decisions", [row]))
         except Exception as exc:
             log.error("retry decision for %s not written to ClickHouse: %s", verdict.build_id, exc)

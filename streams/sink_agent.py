@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -21,9 +22,9 @@ import faust
 from faust.types import StreamT
 
 from schemas import BuildStatusChange
-from sinks.context_writer import BuildContextWriter
+from sinks.bound_writes import rows_write
 from sinks.gateway import ClickHouseGateway
-from sinks.writer import BuildSinkWriter
+from sinks.writer import write_build_changes
 from streams import metrics
 from streams.dead_letter import DeadLetterPublisher
 from streams.sink_rows import context_row, event_row, latest_per_build, result_row
@@ -52,12 +53,8 @@ async def write_changes(
     result_rows = [result_row(change) for change in latest]
     context_rows = [context_row(change) for change in latest]
 
-    def write(client: Any, database: str) -> None:
-        BuildSinkWriter(client, database).write(event_rows, result_rows)
-        BuildContextWriter(client, database).write(context_rows)
-
     await write_until_accepted(
-        gateway, health, retry_max_seconds, write,
+        gateway, health, retry_max_seconds, partial(write_build_changes, event_rows, result_rows, context_rows),
         rows={"build_events": len(event_rows), "build_results": len(result_rows), "build_context": len(context_rows)},
     )
 
@@ -140,7 +137,7 @@ def row_sink(
             if rows:
                 await write_until_accepted(
                     gateway, health, retry_max_seconds,
-                    lambda client, database: write(client, database, rows), rows={table: len(rows)},
+                    rows_write(write, rows), rows={table: len(rows)},
                 )
 
     return store

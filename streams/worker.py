@@ -1,8 +1,9 @@
 """Run one stream worker: apply ClickHouse migrations, create topics, start Faust.
 
-In embedded mode (`chdb://` DSN) this process owns the ClickHouse data path: the
-sink and the API share one engine, and no other process may open that path while
-the worker runs.
+The ClickHouse client runs in the worker's engine process (`sinks.engine_gateway`), a child
+that lives and dies with it; in embedded mode (`chdb://` DSN) that child owns the data path:
+the sinks and the API share its engine, and no other process may open that path while the
+worker runs.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import faust
 from schemas.serde import remember_encoded
 from sinks.cluster_ddl import check_cluster_dsn
 from sinks.connection import open_client
+from sinks.engine_gateway import EngineProcessGateway
+from sinks.engine_process import EngineConfig
 from sinks.gateway import ClickHouseGateway
 from sinks.migrations import apply_migrations
+from streams import metrics
 from streams.allocator import limit_malloc_arenas
 from streams.app import create_app
 from streams.debug_dump import dump_worker
@@ -24,12 +28,21 @@ from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
+ENGINE_LOCK_WAIT_SECONDS = 15.0
+"""How long a starting engine process waits for a previous owner of the embedded path to exit."""
 
-def open_gateway(settings: CipulseSettings) -> ClickHouseGateway:
+
+def open_gateway(settings: CipulseSettings, log_level: int = logging.INFO) -> ClickHouseGateway:
+    """The engine process's gateway by default; the in-thread one with `clickhouse_engine_process` off."""
     dsn = settings.clickhouse_dsn.get_secret_value()
     database = settings.clickhouse_database
     check_cluster_dsn(dsn, settings.clickhouse_cluster)  # chDB cannot run ON CLUSTER DDL
     memory = settings.clickhouse_embedded_memory_mib * 2**20
+    if settings.clickhouse_engine_process:
+        return EngineProcessGateway(EngineConfig(
+            dsn=dsn, database=database, embedded_memory_bytes=memory, log_level=log_level,
+            lock_wait_seconds=ENGINE_LOCK_WAIT_SECONDS,
+        ), on_start=lambda pid: metrics.CLICKHOUSE_ENGINE_STARTS.inc())
     return ClickHouseGateway(lambda: open_client(dsn, database, embedded_memory_bytes=memory), database)
 
 
@@ -60,7 +73,7 @@ def run_worker(settings: CipulseSettings) -> None:
     if settings.decode_memo_entries:
         remember_encoded(settings.decode_memo_entries)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    gateway = open_gateway(settings)
+    gateway = open_gateway(settings, logging.getLogger().getEffectiveLevel())
     try:
         prepare_clickhouse(settings, gateway)
         created = ensure_topics(settings)

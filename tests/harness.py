@@ -185,7 +185,9 @@ class WorkerProcess:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait(10)
+            code = self.process.wait(10)
+            wait_for_embedded_path_free(self.clickhouse_path)
+            return code
 
     def dump_tasks(self, settle: float = 2.0) -> None:
         """Ask the worker (mode's SIGUSR1) to write every thread's and task's stack to its log."""
@@ -198,6 +200,7 @@ class WorkerProcess:
         assert self.process is not None
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+        wait_for_embedded_path_free(self.clickhouse_path)  # its engine process goes with it
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():
@@ -241,9 +244,22 @@ print(json.dumps([list(row) for row in rows], default=str))
 """
 
 
+def wait_for_embedded_path_free(path: Path, timeout: float = 20.0) -> None:
+    """Wait until no process holds the chDB lock on `path`: a killed worker's engine process
+    ends a moment after the worker (it has hundreds of threads to tear down)."""
+    from sinks.connection import embedded_path_owner
+
+    deadline = time.monotonic() + timeout
+    while (owner := embedded_path_owner(str(path))) is not None:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"process {owner} still holds {path} {timeout:.0f}s after its worker stopped")
+        time.sleep(0.05)
+
+
 def query_embedded_clickhouse(path: Path, sql: str, database: str = "cipulse") -> list[list[Any]]:
     """Query a stopped worker's chDB path from a fresh process (one engine per process, and
     the pytest process may hold another one)."""
+    wait_for_embedded_path_free(path)
     result = subprocess.run(
         [sys.executable, "-c", CLICKHOUSE_PROBE, str(path), database, sql],
         cwd=REPO, capture_output=True, text=True, timeout=120,

@@ -1,5 +1,6 @@
 """Faults with real processes (issue 8): the broker stopped mid-stream, the sink killed
-mid-batch, ClickHouse refusing writes because its disk is full. Each test checks what a user
+mid-batch, the ClickHouse engine process killed under a running worker, ClickHouse refusing
+writes because its disk is full. Each test checks what a user
 sees afterwards: every build final in the API, ClickHouse counting every event once, the
 reporter's outbox empty, /ready back to 200 without anyone restarting anything.
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -338,6 +340,64 @@ def test_sink_killed_mid_batch_rewrites_the_batch_and_counts_every_event_once(
           f"{rewritten_after_restart:.0f} rows, {rewritten:.0f} of them a second time; on disk {raw_events} rows, "
           f"FINAL {final_events}")
     assert rewritten > 0
+    assert (final_events, final_results) == (total_events, len(builds))
+    assert raw_events >= final_events
+
+
+# --- 2b. ClickHouse engine process killed, the worker keeps running ---------------------------
+
+
+def engine_pid(worker: WorkerProcess) -> int | None:
+    """The worker's ClickHouse engine process (`python -m sinks.engine_process`), if one runs."""
+    assert worker.process is not None
+    for task in Path(f"/proc/{worker.process.pid}/task").glob("*"):
+        for child in (task / "children").read_text().split():
+            try:
+                if b"sinks.engine_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+            except FileNotFoundError:
+                continue
+    return None
+
+
+def test_clickhouse_engine_killed_mid_stream_is_replaced_and_counts_every_event_once(worker_factory: Any) -> None:
+    """The engine dies under the sink twice (kill -9 of the engine process alone): the worker
+    keeps its state and its API, the sink's batch fails and is re-written into a new engine."""
+    worker: WorkerProcess = worker_factory()
+    builds = recent_builds(120, seed=97)
+    total_events = sum(len(b.events) for b in builds)
+    feed_error: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            for start in range(0, len(builds), 20):
+                produce(worker, builds[start:start + 20])
+                time.sleep(0.8)
+        except BaseException as exc:
+            feed_error.append(exc)
+
+    feeder = threading.Thread(target=feed, name="feed", daemon=True)
+    feeder.start()
+    killed: list[int] = []
+    for _kill in range(2):
+        written = events_written(worker)
+        wait_until(lambda: events_written(worker) > written, 60, "a sink flush into the engine", interval=0.05)
+        victim = wait_until(lambda: (pid := engine_pid(worker)) not in (None, *killed) and pid, 30,
+                            "a running engine process")
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+    feeder.join(60)
+    assert not feed_error, feed_error
+
+    wait_for_finished(worker, builds, timeout=150)  # live state never depended on the engine
+    wait_until(lambda: stats_total(worker) == expected_totals(builds), 90, "stats to count every build once")
+    wait_until(lambda: status_offsets(worker).lag == 0, 60, "the sink to commit everything it consumed")
+    starts = metric(worker, "cipulse_clickhouse_engine_starts_total")
+    assert starts == 1 + len(killed), f"engine started {starts} times for {len(killed)} kills"
+    assert engine_pid(worker) not in (None, *killed)
+    print(f"engine kills: {killed}; engine starts {starts:.0f}, failed sink writes {sink_failures(worker):.0f}")
+    assert worker.stop() == 0
+    final_events, final_results, raw_events = clickhouse_counts(worker)
     assert (final_events, final_results) == (total_events, len(builds))
     assert raw_events >= final_events
 
