@@ -21,6 +21,7 @@ from datetime import datetime
 
 from sinks.audit_rows import _require_one_of
 from sinks.rows import _require_aware, _require_unsigned
+from sinks.row_pickle import pickled_as_fields
 
 BUILD_CONTEXT_TABLE = "build_context"
 RETRY_DECISIONS_TABLE = "retry_decisions"
@@ -56,6 +57,7 @@ def _frozen_variables(row: object, variables: Mapping[str, str]) -> dict[str, st
     return copied
 
 
+@pickled_as_fields
 @dataclass(frozen=True, slots=True)
 class BuildContextRow:
     """A build's variables and trigger context after the accepted change numbered `revision`.

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
+from sinks.row_pickle import pickled_as_fields
+
 EVENTS_TABLE = "build_events"
 RESULTS_TABLE = "build_results"
 
@@ -31,6 +33,7 @@ def _require_unsigned(row: object, *names: str) -> None:
             raise ValueError(f"{type(row).__name__}.{name} must be >= 0, got {value!r}")
 
 
+@pickled_as_fields
 @dataclass(frozen=True, slots=True)
 class BuildEventRow:
     """One accepted build event (one change set) as stored in `build_events`.
@@ -64,6 +67,7 @@ class BuildEventRow:
         _require_unsigned(self, "seq")
 
 
+@pickled_as_fields
 @dataclass(frozen=True, slots=True)
 class BuildResultRow:
     """The state of one build after the change with seq `version`, as stored in `build_results`.

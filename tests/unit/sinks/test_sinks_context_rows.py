@@ -160,3 +160,11 @@ def test_eligible_is_a_bool_and_reason_is_given() -> None:
 def test_rows_are_immutable() -> None:
     with pytest.raises(AttributeError):
         _decision().eligible = False  # type: ignore[misc]
+
+
+def test_context_rows_pickle_as_their_field_values_and_come_back_equal() -> None:
+    import pickle
+
+    row = _context()
+    assert pickle.loads(pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)) == row
+    assert row.__reduce__()[1] == tuple(getattr(row, f.name) for f in fields(row))

@@ -95,3 +95,13 @@ def test_rows_are_immutable() -> None:
     row = _event()
     with pytest.raises(AttributeError):
         row.seq = 2  # type: ignore[misc]
+
+
+def test_rows_pickle_as_their_field_values_and_come_back_equal() -> None:
+    """The sink ships rows to the ClickHouse engine process as (class, field values)."""
+    import pickle
+
+    for row in (_event(), _event(ingested_at=datetime(2026, 1, 1, tzinfo=timezone.utc)), _result()):
+        assert pickle.loads(pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)) == row
+        constructor, values = row.__reduce__()
+        assert constructor is type(row) and values == tuple(getattr(row, f.name) for f in fields(row))
