@@ -33,10 +33,11 @@ class CipulseSettings(BaseSettings):
         description="Embedded engine (chdb://) only: its memory cap (max_server_memory_usage; a query above it fails) "
         "and the base of how many freed pages it may keep (5 %)",
     )
-    clickhouse_engine_process: bool = Field(
-        default=True,
-        description="Run the ClickHouse client (and the embedded engine) in a child process of the worker, "
-        "off its GIL and memory; false = in a thread of the worker",
+    clickhouse_engine_process: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Run the ClickHouse client in a child process of the worker (on), or in a thread of the worker "
+        "(off); auto = a child process for the embedded engine (chdb://), which keeps the engine's memory and "
+        "crashes apart from the stream state, and a thread for a server DSN, where there is no engine to keep apart",
     )
     malloc_arena_max: int = Field(
         default=2, ge=0, description="glibc malloc arenas of the worker process; 0 = glibc's default (8 per core)"

@@ -1,9 +1,9 @@
 """Run one stream worker: apply ClickHouse migrations, create topics, start Faust.
 
-The ClickHouse client runs in the worker's engine process (`sinks.engine_gateway`), a child
-that lives and dies with it; in embedded mode (`chdb://` DSN) that child owns the data path:
-the sinks and the API share its engine, and no other process may open that path while the
-worker runs.
+In embedded mode (`chdb://` DSN) the ClickHouse client runs in the worker's engine process
+(`sinks.engine_gateway`), a child that lives and dies with it and owns the data path: the
+sinks and the API share its engine, and no other process may open that path while the worker
+runs. With a server DSN the client runs in a thread of the worker (both: CIPULSE_CLICKHOUSE_ENGINE_PROCESS).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import faust
 
 from schemas.serde import remember_encoded
 from sinks.cluster_ddl import check_cluster_dsn
-from sinks.connection import open_client
+from sinks.connection import open_client, parse_dsn
 from sinks.engine_gateway import EngineProcessGateway
 from sinks.engine_process import EngineConfig
 from sinks.gateway import ClickHouseGateway
@@ -32,13 +32,18 @@ ENGINE_LOCK_WAIT_SECONDS = 15.0
 """How long a starting engine process waits for a previous owner of the embedded path to exit."""
 
 
+def uses_engine_process(mode: str, dsn: str) -> bool:
+    """`CIPULSE_CLICKHOUSE_ENGINE_PROCESS`: on, off, or auto (on for the embedded engine only)."""
+    return mode == "on" or (mode == "auto" and parse_dsn(dsn).embedded)
+
+
 def open_gateway(settings: CipulseSettings, log_level: int = logging.INFO) -> ClickHouseGateway:
-    """The engine process's gateway by default; the in-thread one with `clickhouse_engine_process` off."""
+    """The engine process's gateway (embedded engine, by default) or the in-thread one."""
     dsn = settings.clickhouse_dsn.get_secret_value()
     database = settings.clickhouse_database
     check_cluster_dsn(dsn, settings.clickhouse_cluster)  # chDB cannot run ON CLUSTER DDL
     memory = settings.clickhouse_embedded_memory_mib * 2**20
-    if settings.clickhouse_engine_process:
+    if uses_engine_process(settings.clickhouse_engine_process, dsn):
         return EngineProcessGateway(EngineConfig(
             dsn=dsn, database=database, embedded_memory_bytes=memory, log_level=log_level,
             lock_wait_seconds=ENGINE_LOCK_WAIT_SECONDS,

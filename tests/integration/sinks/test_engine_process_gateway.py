@@ -36,9 +36,9 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
 
 
-def engine_config(path: Path) -> EngineConfig:
+def engine_config(path: Path, lock_wait_seconds: float = 5.0) -> EngineConfig:
     return EngineConfig(dsn=f"chdb://{path}", database="cipulse", embedded_memory_bytes=256 * 2**20,
-                        log_level=30, lock_wait_seconds=5.0)
+                        log_level=30, lock_wait_seconds=lock_wait_seconds)
 
 
 @pytest.fixture
@@ -177,12 +177,12 @@ def test_a_new_engine_waits_for_the_previous_owner_of_the_path(tmp_path: Path, c
     path = tmp_path / "ch"
     first = EngineProcessGateway(engine_config(path))
     first.call_sync(queries.ping)
-    second = EngineProcessGateway(engine_config(path))
+    second = EngineProcessGateway(engine_config(path, lock_wait_seconds=1.5))
     try:
         started = time.monotonic()
         with pytest.raises(ClickHouseUnavailableError, match="locked by process"):
             second.call_sync(queries.ping)
-        assert time.monotonic() - started >= 4.5  # it waited lock_wait_seconds before giving up
+        assert time.monotonic() - started >= 1.5  # it waited lock_wait_seconds before giving up
     finally:
         first.close()
     assert second.call_sync(queries.ping) is None  # the path is free now: it opens at once

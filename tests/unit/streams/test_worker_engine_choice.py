@@ -1,0 +1,32 @@
+"""Where the worker runs its ClickHouse client (CIPULSE_CLICKHOUSE_ENGINE_PROCESS)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from streams.settings import CipulseSettings
+from streams.worker import uses_engine_process
+
+EMBEDDED = "chdb:///var/lib/cipulse/clickhouse"
+SERVER = "http://cipulse:secret@clickhouse:8123"
+
+
+@pytest.mark.parametrize(
+    ("mode", "dsn", "child_process"),
+    [
+        ("auto", EMBEDDED, True),  # keep the engine's memory and crashes apart from the stream state
+        ("auto", "chdb://memory", True),
+        ("auto", SERVER, False),  # a server: no engine in the worker to keep apart
+        ("on", SERVER, True),
+        ("off", EMBEDDED, False),
+    ],
+)
+def test_auto_puts_only_the_embedded_engine_in_a_child_process(mode: str, dsn: str, child_process: bool) -> None:
+    assert uses_engine_process(mode, dsn) is child_process
+
+
+def test_the_default_is_auto_and_other_spellings_are_refused_with_the_choices() -> None:
+    assert CipulseSettings().clickhouse_engine_process == "auto"
+    with pytest.raises(ValidationError, match="'auto', 'on' or 'off'"):
+        CipulseSettings(clickhouse_engine_process="yes")  # type: ignore[arg-type]
