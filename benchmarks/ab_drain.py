@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_throughput import (  # noqa: E402
     REPO,
     build_backlog,
+    child_pids,
     delete_topics,
     drain_backlog,
     log,
@@ -100,9 +101,12 @@ def drain_once(label: str, tree: Path, bootstrap: str, backlog: Any, partitions:
             "end_to_end_events_per_s": round(
                 (drain.final.rows_written - drain.at_ready.rows_written) / drain.seconds_to_clickhouse),
             "cpu_us_per_event": round(1e6 * drain.worker_cpu_seconds / max(1.0, drain.final.seen - drain.at_ready.seen)),
+            "engine_cpu_us_per_event": round(
+                1e6 * drain.engine_cpu_seconds / max(1.0, drain.final.seen - drain.at_ready.seen)),
             "rss_ready_mib": rss_ready,
             "rss_end_mib": vm(pid, "VmRSS"),
             "hwm_mib": round(peak_rss_mib(pid), 1),
+            "engine_rss_end_mib": sum(vm(child, "VmRSS") for child in child_pids(pid)),
             "load_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "outcomes": {k: int(v) for k, v in drain.final.outcomes.items()},
             "rows_written": int(drain.final.rows_written),

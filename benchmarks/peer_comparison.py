@@ -208,6 +208,7 @@ def compare(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None
             "all_in_clickhouse_s": round(drain.seconds_to_clickhouse, 2),
             "outcomes": {k: int(v) for k, v in sorted(drain.final.outcomes.items())},
             "cpu_s": round(drain.worker_cpu_seconds, 1),
+            "engine_process_cpu_s": round(drain.engine_cpu_seconds, 1),
             "rss_mib": rss,
             "engine_process_rss_mib": engine_rss,
             "exit_code": exit_code,
@@ -298,7 +299,8 @@ def render_compare(f: dict[str, Any]) -> str:
         f"  {'Quix peer / raw decode_dict':44} {ratio['quix_over_raw_decode_dict']:>8.3f}",
         "",
         f"  CPU: Quix peer {peer['cpu_s']} s for its whole run (start-up included), peak RSS {peer['peak_rss_mib_wait4']} MiB; "
-        f"cipulse worker {cip['cpu_s']} s during the drain (its ClickHouse engine process included), RSS {cip['rss_mib']} MiB"
+        f"cipulse worker {cip['cpu_s']} s during the drain (of which its ClickHouse engine process "
+        f"{cip.get('engine_process_cpu_s', 0)} s), RSS {cip['rss_mib']} MiB"
         + (f", engine process RSS {cip['engine_process_rss_mib']} MiB" if cip.get("engine_process_rss_mib") else ""),
         f"  events per CPU-second (robust to other load on the machine): Quix peer "
         f"{f['per_cpu_second']['quix_peer_whole_run']:,} (whole run), cipulse worker "
@@ -414,7 +416,8 @@ def memory(args: argparse.Namespace, bootstrap: str, broker: KafkaBroker | None,
             "all_in_clickhouse_s": round(drain.seconds_to_clickhouse, 1),
             "events_per_s": round((drain.final.seen - drain.at_ready.seen) / drain.seconds_to_accepted),
             "outcomes": {k: int(v) for k, v in sorted(drain.final.outcomes.items())},
-            "cpu_s": round(drain.worker_cpu_seconds, 1)},
+            "cpu_s": round(drain.worker_cpu_seconds, 1),
+            "engine_process_cpu_s": round(drain.engine_cpu_seconds, 1)},
         "builds_tracked_at_end": int(tracked),
         "partial": drain is None,
         "rss_mib": {"at_ready": at_ready, "after_drain": after,
@@ -453,7 +456,8 @@ def render_memory(f: dict[str, Any]) -> str:
         f"{s['partitions']} partitions, tables in {s['table_store']}; {f['run']['cpu_count']} CPUs, load {f['run']['load_averages']}",
         f"  produce: {f['produce']['seconds']} s ({f['produce']['events_per_s']:,} events/s)",
         (f"  drain: all accepted after {d['all_accepted_s']} s ({d['events_per_s']:,} events/s), all in ClickHouse after "
-         f"{d['all_in_clickhouse_s']} s, worker CPU {d['cpu_s']} s, outcomes {d['outcomes']}" if d is not None else
+         f"{d['all_in_clickhouse_s']} s, worker CPU {d['cpu_s']} s (its engine process {d.get('engine_process_cpu_s', 0)} s), "
+         f"outcomes {d['outcomes']}" if d is not None else
          f"  PARTIAL: the drain timed out with {f['builds_tracked_at_end']:,} of {s['builds']:,} builds tracked"),
         f"  worker RSS at /ready: {r['at_ready']} MiB",
         f"  worker RSS at the end ({f['builds_tracked_at_end']:,} builds tracked): VmRSS {r['after_drain']['VmRSS']} MiB, VmHWM {r['after_drain']['VmHWM']} MiB "

@@ -243,6 +243,9 @@ class Drain:
     seconds_to_accepted: float
     seconds_to_clickhouse: float
     worker_cpu_seconds: float
+    """The worker and its ClickHouse engine process together."""
+    engine_cpu_seconds: float = 0.0
+    """Of which its ClickHouse engine process (0 when the engine runs inside the worker)."""
 
 
 def drain_backlog(worker: WorkerProcess, total: int, t_ready: float, timeout: float) -> Drain:
@@ -251,6 +254,7 @@ def drain_backlog(worker: WorkerProcess, total: int, t_ready: float, timeout: fl
     assert worker.process is not None
     pid = worker.process.pid
     cpu_at_ready = tree_cpu_seconds(pid)
+    own_cpu_at_ready = cpu_seconds(pid)
     at_ready = read_counters(worker.api)
     log(f"drain: at ready {at_ready.seen:,.0f} events already seen, {at_ready.rows_written:,.0f} rows written")
     t_accepted: float | None = None
@@ -263,7 +267,9 @@ def drain_backlog(worker: WorkerProcess, total: int, t_ready: float, timeout: fl
         if t_accepted is None and counters.seen >= total:
             t_accepted = now
         if t_accepted is not None and counters.rows_written >= counters.accepted:
-            return Drain(at_ready, counters, t_accepted - t_ready, now - t_ready, tree_cpu_seconds(pid) - cpu_at_ready)
+            tree_cpu = tree_cpu_seconds(pid) - cpu_at_ready
+            own_cpu = cpu_seconds(pid) - own_cpu_at_ready
+            return Drain(at_ready, counters, t_accepted - t_ready, now - t_ready, tree_cpu, max(0.0, tree_cpu - own_cpu))
         if now - t_ready > timeout:
             raise RuntimeError(
                 f"drain timed out after {timeout:.0f}s: {counters.seen:,.0f}/{total:,} seen, "
