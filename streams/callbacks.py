@@ -191,6 +191,7 @@ def callback_dispatcher(
             bootstrap=settings.kafka_bootstrap, app_id=settings.app_id, processor=PROCESSOR, topic=source_topic,
             batch_size=settings.state_batch_size, batch_wait_seconds=settings.state_batch_wait_seconds,
             legacy_group=settings.app_id,  # the Faust agent that dispatched before: no callback is sent twice
+            session_timeout_seconds=settings.consumer_session_timeout,
         ),
         open_handler,
     )

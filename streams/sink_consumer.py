@@ -63,6 +63,7 @@ def status_sink(
             bootstrap=settings.kafka_bootstrap, app_id=settings.app_id, processor=PROCESSOR, topic=source_topic,
             batch_size=settings.sink_batch_size, batch_wait_seconds=settings.sink_flush_seconds,
             legacy_group=settings.app_id,  # the Faust agent that wrote ClickHouse before this consumer
+            session_timeout_seconds=settings.consumer_session_timeout,
         ),
         open_handler,
         on_failure,

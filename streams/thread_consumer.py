@@ -76,6 +76,9 @@ class ConsumerSettings:
     legacy_group: str | None = None
     """A group that consumed `topic` for this job before; a partition this group never committed starts
     at its offset (an upgrade from the Faust agent), else at the beginning."""
+    session_timeout_seconds: float = 45.0
+    """CIPULSE_CONSUMER_SESSION_TIMEOUT, as the worker's Faust consumer: also how long a rejoin after a
+    broker outage can wait for the broker to expire this consumer's previous membership."""
 
 
 @dataclass
@@ -157,6 +160,8 @@ class ThreadConsumer:
             # librdkafka prefetches up to 100k records / 64 MiB by default; a batch needs far less
             "queued.min.messages": PREFETCH_RECORDS,
             "queued.max.messages.kbytes": PREFETCH_KIB,
+            "session.timeout.ms": round(s.session_timeout_seconds * 1000),
+            "heartbeat.interval.ms": round(min(3.0, s.session_timeout_seconds / 3) * 1000),
         })
         consumer.subscribe([s.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._loop = asyncio.get_running_loop()
