@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import pickle
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import IO, Any, TypeVar, cast
 
 from sinks.connection import redact_dsn
+from sinks.engine_launch import discard_engine_process, launch_engine_process
 from sinks.engine_process import EngineConfig
 from sinks.engine_wire import WireClosed, receive_message, send_message
 from sinks.exceptions import ClickHouseUnavailableError
@@ -37,10 +37,16 @@ STOP_TIMEOUT_SECONDS = 30.0
 class EngineProcess:
     """The child process and its pipes. Not thread-safe: the gateway's one thread drives it."""
 
-    def __init__(self, config: EngineConfig, on_start: Callable[[int], None] = lambda pid: None) -> None:
+    def __init__(
+        self, config: EngineConfig, on_start: Callable[[int], None] = lambda pid: None,
+        launched: subprocess.Popen[bytes] | None = None,
+    ) -> None:
+        """`launched`: a process from `launch_engine_process` to use for the first start (it is
+        already importing while the worker starts); later starts launch their own."""
         self._config = config
         self._on_start = on_start
         self._process: subprocess.Popen[bytes] | None = None
+        self._launched = launched
         self.starts = 0
 
     @property
@@ -66,6 +72,9 @@ class EngineProcess:
     def close(self) -> None:
         """Close the pipe, which tells the engine to release its data path and exit; wait for it."""
         process, self._process = self._process, None
+        if self._launched is not None:  # launched but never started: nothing to wait for
+            launched, self._launched = self._launched, None
+            discard_engine_process(launched)
         if process is None:
             return
         try:
@@ -92,10 +101,7 @@ class EngineProcess:
         return self._start()
 
     def _start(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sinks.engine_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            close_fds=True,
-        )
+        process, self._launched = self._launched or launch_engine_process(), None
         self.starts += 1
         try:
             send_message(cast("IO[bytes]", process.stdin), self._config)
@@ -133,9 +139,12 @@ class EngineProcess:
 class EngineProcessGateway(ClickHouseGateway):
     """`ClickHouseGateway` whose calls run in the engine process instead of the worker."""
 
-    def __init__(self, config: EngineConfig, on_start: Callable[[int], None] = lambda pid: None) -> None:
+    def __init__(
+        self, config: EngineConfig, on_start: Callable[[int], None] = lambda pid: None,
+        launched: subprocess.Popen[bytes] | None = None,
+    ) -> None:
         super().__init__(_no_client, config.database)
-        self.engine = EngineProcess(config, on_start)
+        self.engine = EngineProcess(config, on_start, launched)
 
     def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         return self.engine.call(fn, args, kwargs)

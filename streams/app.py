@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from weakref import WeakKeyDictionary
 from typing import Any
 from dataclasses import dataclass
 
@@ -231,17 +232,30 @@ def register_status_sink(
     return sink
 
 
+_THREAD_CONSUMERS: WeakKeyDictionary[faust.App, list[ThreadConsumer]] = WeakKeyDictionary()
+
+
 def run_with_worker(app: faust.App, consumer: ThreadConsumer) -> None:
-    """Start `consumer` once the worker runs; stop it before the worker shuts down (and the gateway closes)."""
+    """Start `consumer` once the worker runs; stop it before the worker shuts down (and the gateway closes).
+
+    An app's consumers stop together, not one after the other: each takes a poll interval and a
+    group leave to stop, which a worker's stop need not pay once per consumer.
+    """
 
     async def start_consumer() -> None:
         consumer.start()
 
     app.task(start_consumer)
+    consumers = _THREAD_CONSUMERS.get(app)
+    if consumers is not None:
+        consumers.append(consumer)
+        return
+    consumers = _THREAD_CONSUMERS[app] = [consumer]
 
     @app.on_before_shutdown.connect
-    async def stop_consumer(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, consumer.stop)
+    async def stop_consumers(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, each.stop) for each in consumers))
 
 
 def register_adapters(

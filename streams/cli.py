@@ -188,9 +188,15 @@ def _worker(args: argparse.Namespace, settings: CipulseSettings) -> int:
                 f" interval {grouping.group_interval})"
             )
         return 0
+    from sinks.engine_launch import launch_engine_process, uses_engine_process
+
+    # The engine process imports and opens ClickHouse while this process imports Faust and the agents.
+    dsn = settings.clickhouse_dsn.get_secret_value()
+    engine = launch_engine_process() if uses_engine_process(settings.clickhouse_engine_process, dsn) else None
+
     from streams.worker import run_worker
 
-    run_worker(settings)
+    run_worker(settings, engine)
     return 0
 
 

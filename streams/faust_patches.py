@@ -54,6 +54,7 @@ from intervaltree import IntervalTree
 
 from streams import faust_stream_turns, metrics
 from streams.faust_monitor import LeanMonitor
+from streams.faust_pauses import PromptTableManager
 from streams.faust_producer import QuickSizeProducer
 from streams.faust_stale_batches import StaleBatchGuardConsumer
 from streams.table_options import table_options
@@ -293,6 +294,7 @@ class CipulseApp(faust.App):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("Monitor", LeanMonitor)
+        kwargs.setdefault("TableManager", PromptTableManager)
         super().__init__(*args, **kwargs)
         faust_stream_turns.install()
 

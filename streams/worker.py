@@ -9,13 +9,14 @@ runs. With a server DSN the client runs in a thread of the worker (both: CIPULSE
 from __future__ import annotations
 
 import logging
+import subprocess
 
-import faust
 
 from schemas.serde import remember_encoded
 from sinks.cluster_ddl import check_cluster_dsn
 from sinks.connection import open_client, parse_dsn
 from sinks.engine_gateway import EngineProcessGateway
+from sinks.engine_launch import discard_engine_process, uses_engine_process
 from sinks.engine_process import EngineConfig
 from sinks.gateway import ClickHouseGateway
 from sinks.migrations import apply_migrations
@@ -23,6 +24,7 @@ from streams import metrics
 from streams.allocator import limit_malloc_arenas
 from streams.app import create_app
 from streams.debug_dump import dump_worker
+from streams.faust_pauses import PromptStopWorker
 from streams.settings import CipulseSettings
 from streams.topics import ensure_topics
 
@@ -32,22 +34,31 @@ ENGINE_LOCK_WAIT_SECONDS = 15.0
 """How long a starting engine process waits for a previous owner of the embedded path to exit."""
 
 
-def uses_engine_process(mode: str, dsn: str) -> bool:
-    """`CIPULSE_CLICKHOUSE_ENGINE_PROCESS`: on, off, or auto (on for the embedded engine only)."""
-    return mode == "on" or (mode == "auto" and parse_dsn(dsn).embedded)
+def open_gateway(
+    settings: CipulseSettings, log_level: int = logging.INFO, launched: subprocess.Popen[bytes] | None = None,
+) -> ClickHouseGateway:
+    """The engine process's gateway (embedded engine, by default) or the in-thread one.
 
-
-def open_gateway(settings: CipulseSettings, log_level: int = logging.INFO) -> ClickHouseGateway:
-    """The engine process's gateway (embedded engine, by default) or the in-thread one."""
+    `launched`: an engine process the command started early (`sinks.engine_launch`); used by
+    the engine gateway, discarded when the client runs in a thread.
+    """
     dsn = settings.clickhouse_dsn.get_secret_value()
     database = settings.clickhouse_database
-    check_cluster_dsn(dsn, settings.clickhouse_cluster)  # chDB cannot run ON CLUSTER DDL
+    try:
+        parse_dsn(dsn)  # a malformed DSN fails here, with its fix, whichever side opens the client
+        check_cluster_dsn(dsn, settings.clickhouse_cluster)  # chDB cannot run ON CLUSTER DDL
+    except Exception:
+        if launched is not None:
+            discard_engine_process(launched)
+        raise
     memory = settings.clickhouse_embedded_memory_mib * 2**20
     if uses_engine_process(settings.clickhouse_engine_process, dsn):
         return EngineProcessGateway(EngineConfig(
             dsn=dsn, database=database, embedded_memory_bytes=memory, log_level=log_level,
             lock_wait_seconds=ENGINE_LOCK_WAIT_SECONDS,
-        ), on_start=lambda pid: metrics.CLICKHOUSE_ENGINE_STARTS.inc())
+        ), on_start=lambda pid: metrics.CLICKHOUSE_ENGINE_STARTS.inc(), launched=launched)
+    if launched is not None:
+        discard_engine_process(launched)
     return ClickHouseGateway(lambda: open_client(dsn, database, embedded_memory_bytes=memory), database)
 
 
@@ -64,7 +75,7 @@ def prepare_clickhouse(settings: CipulseSettings, gateway: ClickHouseGateway) ->
     log.info("ClickHouse schema ready (applied: %s)", names)
 
 
-class DiagnosableWorker(faust.Worker):
+class DiagnosableWorker(PromptStopWorker):
     """mode's SIGUSR1 stack dump, followed by where each task awaits and the consumer's state."""
 
     async def _cry(self) -> None:
@@ -72,13 +83,13 @@ class DiagnosableWorker(faust.Worker):
         dump_worker(self.app, self.stderr)
 
 
-def run_worker(settings: CipulseSettings) -> None:
-    """Block until the worker is stopped (SIGTERM / Ctrl-C)."""
+def run_worker(settings: CipulseSettings, launched_engine: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until the worker is stopped (SIGTERM / Ctrl-C); `launched_engine`: see `open_gateway`."""
     limit_malloc_arenas(settings.malloc_arena_max)  # first: the engine, RocksDB and Kafka start threads
     if settings.decode_memo_entries:
         remember_encoded(settings.decode_memo_entries)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    gateway = open_gateway(settings, logging.getLogger().getEffectiveLevel())
+    gateway = open_gateway(settings, logging.getLogger().getEffectiveLevel(), launched_engine)
     try:
         prepare_clickhouse(settings, gateway)
         created = ensure_topics(settings)

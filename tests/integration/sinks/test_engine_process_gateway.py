@@ -25,6 +25,7 @@ from sinks import queries
 from sinks.bound_writes import writer_call
 from sinks.connection import embedded_path_owner
 from sinks.engine_gateway import EngineProcessGateway
+from sinks.engine_launch import launch_engine_process
 from sinks.engine_process import EngineConfig
 from sinks.exceptions import ClickHouseUnavailableError, SinkError, SinkWriteError
 from sinks.migrations import apply_migrations
@@ -187,3 +188,35 @@ def test_a_new_engine_waits_for_the_previous_owner_of_the_path(tmp_path: Path, c
         first.close()
     assert second.call_sync(queries.ping) is None  # the path is free now: it opens at once
     second.close()
+
+
+def test_a_process_launched_ahead_serves_the_first_start_and_later_starts_launch_their_own(
+    tmp_path: Path, child_imports_tests: None
+) -> None:
+    launched = launch_engine_process()  # what `cipulse worker` does before importing Faust
+    gateway = EngineProcessGateway(engine_config(tmp_path / "ch"), launched=launched)
+    try:
+        assert gateway.call_sync(engine_calls.engine_pid) == launched.pid
+        assert gateway.engine.starts == 1
+        with pytest.raises(ClickHouseUnavailableError):
+            gateway.call_sync(engine_calls.crash, 3)
+        assert gateway.call_sync(engine_calls.engine_pid) not in (None, launched.pid)
+        assert gateway.engine.starts == 2
+    finally:
+        gateway.close()
+
+
+def test_a_launched_process_the_gateway_never_started_exits_when_it_closes(tmp_path: Path) -> None:
+    launched = launch_engine_process()
+    EngineProcessGateway(engine_config(tmp_path / "ch"), launched=launched).close()
+    assert launched.returncode == 0  # it saw the closed pipe before any configuration: nothing opened
+    assert embedded_path_owner(str(tmp_path / "ch")) is None
+
+
+def test_launching_ahead_imports_nothing_but_the_standard_library() -> None:
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, sinks.engine_launch; "
+         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('clickhouse_connect', 'chdb', 'faust', 'pydantic')))"],
+        capture_output=True, text=True, check=True,
+    )
+    assert probe.stdout.strip() == "[]"
