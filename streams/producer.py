@@ -113,10 +113,17 @@ class BatchPublisher:
 
     WAIT_LOG_SECONDS = 30.0
 
+    LINGER_MS = 100
+    """How long librdkafka gathers records before it sends a request on its own. `confirm`'s flush
+    sends at once whatever the linger, so this never delays a batch; a short linger (5 ms) only
+    split each agent batch into many small compressed requests, for librdkafka's threads and the
+    broker to handle on the worker's cores: ~12 % more worker CPU per event in paired drains."""
+
     def __init__(self, bootstrap: str, **overrides: Any) -> None:
         config = producer_config(
             bootstrap,
-            **{"linger.ms": 5, "message.timeout.ms": 0, "delivery.report.only.error": True, **overrides},
+            **{"linger.ms": self.LINGER_MS, "message.timeout.ms": 0, "delivery.report.only.error": True,
+               **overrides},
         )
         self._producer = Producer(config)
         self._failed: list[str] = []

@@ -65,3 +65,20 @@ def test_a_refused_record_fails_confirm(kafka: KafkaBroker) -> None:
             asyncio.run(run())
     finally:
         publisher.close()
+
+
+def test_confirm_sends_at_once_whatever_the_linger(kafka: KafkaBroker) -> None:
+    """The agent's batch is confirmed by a flush, which does not wait out `linger.ms`."""
+    topic = f"pub{uuid.uuid4().hex[:8]}.linger"
+    create_topics(kafka.bootstrap, topic)
+    publisher = BatchPublisher(kafka.bootstrap, **{"linger.ms": 300_000})  # five minutes
+
+    async def run() -> None:
+        publisher.publish(topic, b"k", b"v")
+        await asyncio.wait_for(publisher.confirm(), timeout=60)  # TimeoutError if it waited for the linger
+
+    try:
+        asyncio.run(run())
+    finally:
+        publisher.close()
+    assert [r.value() for r in consume_records(kafka.bootstrap, topic, 1)] == [b"v"]
