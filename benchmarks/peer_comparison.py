@@ -464,7 +464,7 @@ def render_memory(f: dict[str, Any]) -> str:
         f"(goal <= {r['goal_mib']:.0f} MiB: {'met' if r['goal_met_measured'] else 'NOT met'}); of VmRSS: "
         f"RssAnon {r['after_drain'].get('RssAnon', '?')} MiB (heap, tables, caches), RssFile "
         f"{r['after_drain'].get('RssFile', '?')} MiB (mapped files: libraries; the chDB engine library too when "
-        "it runs in the worker, CIPULSE_CLICKHOUSE_ENGINE_PROCESS=false)",
+        "it runs in the worker, CIPULSE_CLICKHOUSE_ENGINE_PROCESS=off)",
         engine_line(f),
         f"  RSS slope over the second half of the drain: {r['per_1000_builds_slope']} MiB per 1,000 builds",
         f"  on disk: RocksDB tables {f['disk_mib']['rocksdb_tables_dir']} MiB, chDB {f['disk_mib']['chdb_dir']} MiB",
