@@ -64,6 +64,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class StopWaiting(AssertionError):
+    """Raised by a `wait_until` check when waiting longer cannot help (the process it waits for exited)."""
+
+
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
@@ -73,6 +77,8 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
             result = check()
             if result:
                 return result
+        except StopWaiting:
+            raise
         except Exception as exc:  # the condition may not be checkable yet
             last_error = exc
         time.sleep(interval)
@@ -172,7 +178,7 @@ class WorkerProcess:
     def _ready(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+            raise StopWaiting(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
         status, _ = http_json(f"{self.api}/ready", timeout=2)
         return status == 200
 
