@@ -13,9 +13,6 @@ import subprocess
 import sys
 from urllib.parse import urlsplit
 
-ENGINE_PROCESS_MODES = ("auto", "on", "off")
-
-
 def uses_engine_process(mode: str, dsn: str) -> bool:
     """`CIPULSE_CLICKHOUSE_ENGINE_PROCESS`: on, off, or auto (on for the embedded engine, chdb://, only)."""
     return mode == "on" or (mode == "auto" and urlsplit(dsn).scheme.lower() == "chdb")

@@ -48,7 +48,7 @@ from streams.faust_patches import CipulseApp
 from streams.settings import CipulseSettings
 from streams.sink_agent import SinkHealth
 from streams.sink_consumer import status_sink
-from streams.thread_consumer import ThreadConsumer
+from streams.thread_consumer import ThreadConsumer, heartbeat_seconds
 from streams.audit_detection import AuditPolicy
 from streams.producer import BatchPublisher, BuildEventProducer
 from streams.audits import AuditRuntime, AuditTopics, register_audit_agent
@@ -117,7 +117,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         web_metrics_enabled=False,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.consumer_session_timeout,
-        broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout / 3),
+        broker_heartbeat_interval=heartbeat_seconds(settings.consumer_session_timeout),
     )
     topics = PipelineTopics(
         build_events=_raw_topic(app, topic_name(settings, BUILD_EVENTS)),

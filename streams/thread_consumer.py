@@ -81,6 +81,11 @@ class ConsumerSettings:
     broker outage can wait for the broker to expire this consumer's previous membership."""
 
 
+def heartbeat_seconds(session_timeout_seconds: float) -> float:
+    """A third of the session (three missed heartbeats before the session ends), at most 3 s."""
+    return min(3.0, session_timeout_seconds / 3)
+
+
 @dataclass
 class _Progress:
     """What the consumer thread holds between polls."""
@@ -161,7 +166,7 @@ class ThreadConsumer:
             "queued.min.messages": PREFETCH_RECORDS,
             "queued.max.messages.kbytes": PREFETCH_KIB,
             "session.timeout.ms": round(s.session_timeout_seconds * 1000),
-            "heartbeat.interval.ms": round(min(3.0, s.session_timeout_seconds / 3) * 1000),
+            "heartbeat.interval.ms": round(heartbeat_seconds(s.session_timeout_seconds) * 1000),
         })
         consumer.subscribe([s.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._loop = asyncio.get_running_loop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import subprocess
 
-
 from schemas.serde import remember_encoded
 from sinks.cluster_ddl import check_cluster_dsn
 from sinks.connection import open_client, parse_dsn
