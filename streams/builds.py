@@ -70,19 +70,37 @@ def register_build_agent(
     async def track_builds(stream: StreamT[Any]) -> None:
         states: BatchStates[BuildState] = BatchStates(table, load_state, dump_state)
         changes = publisher()
+        accepted = _AcceptedCount()
         try:
             async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
                 deliveries: list[Awaitable[Any]] = []
                 for event in events:
-                    deliveries.extend(await _process(event, changes, outputs, dead_letters, states))
+                    deliveries.extend(await _process(event, changes, outputs, dead_letters, states, accepted))
                 await changes.confirm()
                 await asyncio.gather(*deliveries)
                 states.commit()
+                accepted.report()
                 # The batch's offsets are acked when this loop resumes, after all of the above.
         finally:
             changes.close(timeout=1.0)  # an unconfirmed batch is not acked: it is replayed
 
     app.agent(source, name=PROCESSOR)(track_builds)
+
+
+class _AcceptedCount:
+    """Accepted events of the batch, added to the metrics once per batch (a labelled counter
+    costs ~4 us per increment, per event that was ~2 % of the agent)."""
+
+    __slots__ = ("events",)
+
+    def __init__(self) -> None:
+        self.events = 0
+
+    def report(self) -> None:
+        if self.events:
+            metrics.BUILD_EVENTS.labels("accepted").inc(self.events)
+            metrics.CHANGE_SETS_PUBLISHED.inc(self.events)
+            self.events = 0
 
 
 class _Outputs:
@@ -99,6 +117,7 @@ async def _process(
     outputs: _Outputs,
     dead_letters: DeadLetterPublisher,
     states: BatchStates[BuildState],
+    accepted: _AcceptedCount,
 ) -> list[Awaitable[Any]]:
     try:
         build_event = decode(event.value, BuildEvent)
@@ -127,8 +146,7 @@ async def _process(
     if enters_final_status(change):
         changes.publish(outputs.finals, pipeline_key(change).encode(), payload)
     states.put(key, outcome.state, event)
-    metrics.BUILD_EVENTS.labels("accepted").inc()
-    metrics.CHANGE_SETS_PUBLISHED.inc()
+    accepted.events += 1
     return []
 
 

@@ -132,3 +132,32 @@ def test_encoding_a_model_without_a_published_schema_is_unknown_schema_error() -
 
     with pytest.raises(UnknownSchemaError, match="Unpublished is not a published record model"):
         encode(Unpublished())
+
+
+def test_from_checked_values_builds_the_model_validation_builds_from_the_same_values() -> None:
+    fields = {
+        "scope": BuildScope.TASK, "stage_id": "build", "task_id": "compile", "name": "compile",
+        "status": BuildStatus.FAILED, "previous_status": BuildStatus.RUNNING,
+        "started_at": datetime(2026, 11, 1, 12, 0, tzinfo=UTC), "finished_at": datetime(2026, 11, 1, 12, 5, tzinfo=UTC),
+        "duration_ms": 300_000, "error_reason": "exit 2", "termination_reason": None, "exit_code": 2,
+    }
+    trusted = NodeChange.from_checked_values(dict(fields))
+    assert trusted == NodeChange(**fields)
+    assert trusted.model_fields_set == NodeChange(**fields).model_fields_set
+    with pytest.raises(ValidationError):  # still frozen
+        trusted.status = BuildStatus.SUCCEEDED  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("change", [{"drop": "exit_code"}, {"add": "exit_kode"}, {"drop": "name", "add": "nmae"}])
+def test_from_checked_values_refuses_a_field_set_that_is_not_exactly_the_models(change: dict[str, str]) -> None:
+    fields: dict[str, object] = {
+        "scope": BuildScope.STAGE, "stage_id": "build", "task_id": None, "name": "build", "status": BuildStatus.RUNNING,
+        "previous_status": None, "started_at": None, "finished_at": None, "duration_ms": None, "error_reason": None,
+        "termination_reason": None, "exit_code": None,
+    }
+    if "drop" in change:
+        del fields[change["drop"]]
+    if "add" in change:
+        fields[change["add"]] = 1
+    with pytest.raises(TypeError, match="needs every field"):
+        NodeChange.from_checked_values(fields)

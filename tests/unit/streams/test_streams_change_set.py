@@ -272,3 +272,47 @@ def test_change_sets_of_simulated_builds_round_trip_and_name_one_node_per_child_
             assert node.status is step.event.status
             before = find_node(step.accepted.previous, node.stage_id, node.task_id) if step.accepted.previous else None
             assert node.previous_status == (before.status if before is not None and before.seq >= 0 else None)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 100_000), shuffle_seed=st.none() | st.integers(0, 10_000),
+       duplicates=st.integers(0, 10), reload_every=st.integers(1, 6))
+def test_change_sets_are_exactly_what_validating_them_would_build(
+    seed: int, shuffle_seed: int | None, duplicates: int, reload_every: int
+) -> None:
+    """change_set skips validation (its values all come from validated events): hold it to that.
+
+    States are read back from their table JSON now and then, as the agent does per batch, so
+    timestamps arrive with pydantic's own UTC tzinfo and must still leave as `datetime.UTC`.
+    """
+    build = simulate_build(random.Random(seed), T0)
+    delivered = list(build.events)
+    if shuffle_seed is not None:
+        shuffler = random.Random(shuffle_seed)
+        delivered += [shuffler.choice(build.events) for _ in range(duplicates)]
+        shuffler.shuffle(delivered)
+    state: BuildState | None = None
+    checked = 0
+    for number, ev in enumerate(delivered):
+        if state is not None and number % reload_every == 0:
+            state = BuildState.model_validate_json(state.model_dump_json())
+        outcome = apply_event(state, ev)
+        if not isinstance(outcome, Accepted):
+            continue
+        change = change_set(outcome, ev)
+        validated = BuildStatusChange.model_validate(change.model_dump())
+        assert change == validated
+        assert repr(change) == repr(validated), "same values, same types (tzinfo included)"
+        assert encode(change) == encode(validated)
+        state = outcome.state
+        checked += 1
+    assert checked >= 1
+
+
+def test_a_change_set_carries_utc_timestamps_after_the_state_went_through_the_table() -> None:
+    state, _ = deliver(LIFECYCLE[:2])
+    assert state is not None
+    reloaded = BuildState.model_validate_json(state.model_dump_json())
+    assert reloaded.first_seen_at.tzinfo is not UTC  # the table gives back pydantic's own tzinfo
+    _, steps = deliver(LIFECYCLE[2:], reloaded)
+    assert steps and all(step.change.first_seen_at.tzinfo is UTC for step in steps)
