@@ -87,6 +87,13 @@ class CipulseSettings(BaseSettings):
         ge=6.0,
         description="Seconds before a silent worker (killed, partitioned) loses its partitions to the others",
     )
+    worker_instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Static group membership (Kafka group.instance.id) for this worker's consumers: a worker restarted "
+        "with the same id gets its partitions back at once instead of after the session timeout, but a worker stopped "
+        "for good keeps them until the session timeout ends. Unique per worker (e.g. the pod name); unset = dynamic",
+    )
     audit_stuck_after_seconds: float = Field(
         default=24 * 3600.0, gt=0, description="An audit in review longer than this raises one STUCK alert"
     )

@@ -79,6 +79,8 @@ class ConsumerSettings:
     session_timeout_seconds: float = 45.0
     """CIPULSE_CONSUMER_SESSION_TIMEOUT, as the worker's Faust consumer: also how long a rejoin after a
     broker outage can wait for the broker to expire this consumer's previous membership."""
+    instance_id: str | None = None
+    """CIPULSE_WORKER_INSTANCE_ID: static membership (group.instance.id), so a restart rejoins at once."""
 
 
 def heartbeat_seconds(session_timeout_seconds: float) -> float:
@@ -167,6 +169,7 @@ class ThreadConsumer:
             "queued.max.messages.kbytes": PREFETCH_KIB,
             "session.timeout.ms": round(s.session_timeout_seconds * 1000),
             "heartbeat.interval.ms": round(heartbeat_seconds(s.session_timeout_seconds) * 1000),
+            **({"group.instance.id": s.instance_id} if s.instance_id else {}),
         })
         consumer.subscribe([s.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._loop = asyncio.get_running_loop()

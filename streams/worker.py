@@ -96,7 +96,8 @@ def run_worker(settings: CipulseSettings, launched_engine: subprocess.Popen[byte
             log.info("created topics: %s", ", ".join(created))
         app = create_app(settings, gateway)
         worker = DiagnosableWorker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
-        log.info("worker %s starting: Kafka %s, API %s", settings.app_id, settings.kafka_bootstrap, settings.api_url)
+        log.info("worker %s starting: Kafka %s, API %s, group membership %s", settings.app_id, settings.kafka_bootstrap,
+                 settings.api_url, f"static as {settings.worker_instance_id}" if settings.worker_instance_id else "dynamic")
         worker.execute_from_commandline()
     finally:
         gateway.close()

@@ -1,0 +1,81 @@
+"""Static group membership (CIPULSE_WORKER_INSTANCE_ID): a worker killed with SIGKILL and started
+again with the same id takes its partitions back at once, without waiting for the broker to
+expire the dead member's session, and still counts every event exactly once.
+
+The session timeout is set far longer than the whole test needs: with dynamic membership the
+restarted worker's group (and its sink's) would wait for the dead member's session to end before
+any partition moved, so the builds could not finish inside the deadline below.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
+
+from harness import WorkerProcess, query_embedded_clickhouse, wait_until
+from schemas import BuildStatus
+from streams.callbacks import PROCESSOR as CALLBACK_PROCESSOR
+from streams.sink_consumer import sink_group
+from streams.thread_consumer import consumer_group
+from test_pipeline_end_to_end import (
+    expected_totals,
+    outcome_counts,
+    producer_for,
+    recent_builds,
+    stats_total,
+    wait_for_finished,
+)
+
+pytestmark = pytest.mark.integration
+
+SESSION_SECONDS = 90
+INSTANCE_ID = "worker-a"
+
+
+def group_instance_ids(bootstrap: str, group: str) -> list[str | None]:
+    """The group.instance.id of every member the broker lists for `group` (once it is stable)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    if description.state is not ConsumerGroupState.STABLE:
+        return []
+    return [member.group_instance_id for member in description.members]
+
+
+def test_a_static_member_killed_and_restarted_takes_its_partitions_back_before_its_session_ends(
+    worker_factory: Any,
+) -> None:
+    worker: WorkerProcess = worker_factory(
+        CIPULSE_WORKER_INSTANCE_ID=INSTANCE_ID, CIPULSE_CONSUMER_SESSION_TIMEOUT=str(SESSION_SECONDS)
+    )
+    for group in (worker.name, sink_group(worker.name), consumer_group(worker.name, CALLBACK_PROCESSOR)):
+        assert wait_until(lambda g=group: group_instance_ids(worker.bootstrap, g), 30, f"group {group} stable") == [
+            INSTANCE_ID
+        ], f"{group} joined without its static id"
+    builds = recent_builds(80, seed=41)
+    total_events = sum(len(b.events) for b in builds)
+    producer = producer_for(worker)
+    for build in builds:
+        for event in build.events:
+            producer.send(event)
+    producer.flush()
+    wait_until(lambda: outcome_counts(worker)[1] >= total_events // 4, 60, "a quarter of the events to be processed")
+    worker.kill()  # SIGKILL: no LeaveGroup, no final commit; the broker keeps the member for SESSION_SECONDS
+    killed_at = time.monotonic()
+
+    worker.start()
+    deadline = SESSION_SECONDS * 2 / 3  # dynamic membership cannot move a partition before SESSION_SECONDS
+    wait_for_finished(worker, builds, timeout=deadline - (time.monotonic() - killed_at))
+    wait_until(lambda: stats_total(worker) == expected_totals(builds), deadline - (time.monotonic() - killed_at),
+               "ClickHouse to count every build once, through the restarted sink")
+    assert worker.stop() == 0
+    succeeded = sum(1 for b in builds if b.final_status is BuildStatus.SUCCEEDED)
+    rows = query_embedded_clickhouse(
+        worker.clickhouse_path,
+        "SELECT (SELECT count() FROM cipulse.build_events FINAL), (SELECT count() FROM cipulse.build_results FINAL),"
+        " (SELECT countIf(status = 'SUCCEEDED') FROM cipulse.build_results FINAL)",
+    )
+    assert rows == [[total_events, len(builds), succeeded]]
