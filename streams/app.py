@@ -118,7 +118,7 @@ def create_app(settings: CipulseSettings, gateway: ClickHouseGateway) -> faust.A
         broker_commit_interval=1.0,
         broker_session_timeout=settings.consumer_session_timeout,
         broker_heartbeat_interval=heartbeat_seconds(settings.consumer_session_timeout),
-        consumer_group_instance_id=settings.worker_instance_id,
+        consumer_group_instance_id=settings.group_instance_id,
     )
     topics = PipelineTopics(
         build_events=_raw_topic(app, topic_name(settings, BUILD_EVENTS)),

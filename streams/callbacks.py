@@ -192,7 +192,7 @@ def callback_dispatcher(
             batch_size=settings.state_batch_size, batch_wait_seconds=settings.state_batch_wait_seconds,
             legacy_group=settings.app_id,  # the Faust agent that dispatched before: no callback is sent twice
             session_timeout_seconds=settings.consumer_session_timeout,
-            instance_id=settings.worker_instance_id,
+            instance_id=settings.group_instance_id,
         ),
         open_handler,
     )

@@ -6,6 +6,8 @@ need) from the CLI, so tests can run several isolated workers side by side.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Literal
 
@@ -87,12 +89,11 @@ class CipulseSettings(BaseSettings):
         ge=6.0,
         description="Seconds before a silent worker (killed, partitioned) loses its partitions to the others",
     )
-    worker_instance_id: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9._-]{1,200}$",
-        description="Static group membership (Kafka group.instance.id) for this worker's consumers: a worker restarted "
-        "with the same id gets its partitions back at once instead of after the session timeout, but a worker stopped "
-        "for good keeps them until the session timeout ends. Unique per worker (e.g. the pod name); unset = dynamic",
+    static_membership: bool = Field(
+        default=False,
+        description="Join the consumer groups as a static member (Kafka group.instance.id, derived from the API URL): "
+        "a worker restarted at the same URL gets its partitions back at once instead of after the session timeout, "
+        "but a worker stopped for good keeps them until the session timeout ends",
     )
     audit_stuck_after_seconds: float = Field(
         default=24 * 3600.0, gt=0, description="An audit in review longer than this raises one STUCK alert"
@@ -188,3 +189,16 @@ class CipulseSettings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.web_host}:{self.web_port}"
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """This worker's static member id, or None for dynamic membership.
+
+        Derived from the API URL because Faust's assignments carry each member's URL and a
+        worker refuses one made out to another URL (faust's PartitionAssignor asserts it, and the
+        worker then never becomes ready): the id must change exactly when the URL does. The URL
+        is already unique per worker (other workers route API requests to it).
+        """
+        if not self.static_membership:
+            return None
+        return "cipulse-" + re.sub(r"[^A-Za-z0-9._-]", "-", f"{self.web_host}-{self.web_port}")

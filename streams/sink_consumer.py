@@ -64,7 +64,7 @@ def status_sink(
             batch_size=settings.sink_batch_size, batch_wait_seconds=settings.sink_flush_seconds,
             legacy_group=settings.app_id,  # the Faust agent that wrote ClickHouse before this consumer
             session_timeout_seconds=settings.consumer_session_timeout,
-            instance_id=settings.worker_instance_id,
+            instance_id=settings.group_instance_id,
         ),
         open_handler,
         on_failure,

@@ -80,7 +80,7 @@ class ConsumerSettings:
     """CIPULSE_CONSUMER_SESSION_TIMEOUT, as the worker's Faust consumer: also how long a rejoin after a
     broker outage can wait for the broker to expire this consumer's previous membership."""
     instance_id: str | None = None
-    """CIPULSE_WORKER_INSTANCE_ID: static membership (group.instance.id), so a restart rejoins at once."""
+    """Static membership (group.instance.id, `CipulseSettings.group_instance_id`): a restart rejoins at once."""
 
 
 def heartbeat_seconds(session_timeout_seconds: float) -> float:

@@ -97,7 +97,7 @@ def run_worker(settings: CipulseSettings, launched_engine: subprocess.Popen[byte
         app = create_app(settings, gateway)
         worker = DiagnosableWorker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
         log.info("worker %s starting: Kafka %s, API %s, group membership %s", settings.app_id, settings.kafka_bootstrap,
-                 settings.api_url, f"static as {settings.worker_instance_id}" if settings.worker_instance_id else "dynamic")
+                 settings.api_url, f"static as {settings.group_instance_id}" if settings.group_instance_id else "dynamic")
         worker.execute_from_commandline()
     finally:
         gateway.close()

@@ -1,5 +1,5 @@
-"""Static group membership (CIPULSE_WORKER_INSTANCE_ID): a worker killed with SIGKILL and started
-again with the same id takes its partitions back at once, without waiting for the broker to
+"""Static group membership (CIPULSE_STATIC_MEMBERSHIP): a worker killed with SIGKILL and started
+again at the same API URL takes its partitions back at once, without waiting for the broker to
 expire the dead member's session, and still counts every event exactly once.
 
 The session timeout is set far longer than the whole test needs: with dynamic membership the
@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
-from harness import WorkerProcess, query_embedded_clickhouse, wait_until
+from harness import WorkerProcess, free_port, query_embedded_clickhouse, wait_until
 from schemas import BuildStatus
 from streams.callbacks import PROCESSOR as CALLBACK_PROCESSOR
 from streams.sink_consumer import sink_group
@@ -33,7 +33,6 @@ from test_pipeline_end_to_end import (
 pytestmark = pytest.mark.integration
 
 SESSION_SECONDS = 90
-INSTANCE_ID = "worker-a"
 
 
 def group_instance_ids(bootstrap: str, group: str) -> list[str | None]:
@@ -49,11 +48,12 @@ def test_a_static_member_killed_and_restarted_takes_its_partitions_back_before_i
     worker_factory: Any,
 ) -> None:
     worker: WorkerProcess = worker_factory(
-        CIPULSE_WORKER_INSTANCE_ID=INSTANCE_ID, CIPULSE_CONSUMER_SESSION_TIMEOUT=str(SESSION_SECONDS)
+        CIPULSE_STATIC_MEMBERSHIP="true", CIPULSE_CONSUMER_SESSION_TIMEOUT=str(SESSION_SECONDS)
     )
+    instance_id = f"cipulse-127.0.0.1-{worker.web_port}"
     for group in (worker.name, sink_group(worker.name), consumer_group(worker.name, CALLBACK_PROCESSOR)):
         assert wait_until(lambda g=group: group_instance_ids(worker.bootstrap, g), 30, f"group {group} stable") == [
-            INSTANCE_ID
+            instance_id
         ], f"{group} joined without its static id"
     builds = recent_builds(80, seed=41)
     total_events = sum(len(b.events) for b in builds)
@@ -79,3 +79,27 @@ def test_a_static_member_killed_and_restarted_takes_its_partitions_back_before_i
         " (SELECT countIf(status = 'SUCCEEDED') FROM cipulse.build_results FINAL)",
     )
     assert rows == [[total_events, len(builds), succeeded]]
+
+
+def test_a_static_member_restarted_at_another_url_joins_as_a_new_member_and_loses_nothing(worker_factory: Any) -> None:
+    """The id follows the URL: at a new port the worker must not be handed the assignment made out
+    to its old URL (Faust refuses it and the worker never becomes ready); it joins as a new member
+    and gets the partitions once the old member's session ends, as with dynamic membership."""
+    worker: WorkerProcess = worker_factory(CIPULSE_STATIC_MEMBERSHIP="true")  # the harness's 10 s session
+    builds = recent_builds(40, seed=43)
+    producer = producer_for(worker)
+    for build in builds:
+        for event in build.events:
+            producer.send(event)
+    producer.flush()
+    total_events = sum(len(b.events) for b in builds)
+    wait_until(lambda: outcome_counts(worker)[1] >= total_events // 4, 60, "a quarter of the events to be processed")
+    worker.kill()
+    worker.web_port = free_port()
+
+    worker.start()
+    wait_for_finished(worker, builds, timeout=120)
+    wait_until(lambda: stats_total(worker) == expected_totals(builds), 60, "ClickHouse to count every build once")
+    assert wait_until(lambda: group_instance_ids(worker.bootstrap, worker.name), 30, "the group stable") == [
+        f"cipulse-127.0.0.1-{worker.web_port}"
+    ]

@@ -104,3 +104,20 @@ def test_invalid_values_from_the_environment_are_refused_naming_the_field(
 def test_invalid_values_passed_directly_are_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         CipulseSettings(**overrides)  # type: ignore[arg-type]
+
+
+def test_static_membership_is_off_by_default_and_then_has_no_instance_id() -> None:
+    assert CipulseSettings().group_instance_id is None
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "instance_id"),
+    [
+        ("cipulse-worker-0.cipulse.svc", 6066, "cipulse-cipulse-worker-0.cipulse.svc-6066"),
+        ("10.0.3.7", 6067, "cipulse-10.0.3.7-6067"),
+        ("fd00::7", 6066, "cipulse-fd00--7-6066"),  # ':' is not allowed in a group.instance.id
+    ],
+)
+def test_the_static_member_id_is_made_from_the_api_url(host: str, port: int, instance_id: str) -> None:
+    settings = CipulseSettings(static_membership=True, web_host=host, web_port=port)
+    assert settings.group_instance_id == instance_id
