@@ -9,12 +9,16 @@ from __future__ import annotations
 import re
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+"""Bind-everything addresses: they name no worker in particular."""
 
 
 class CipulseSettings(BaseSettings):
@@ -180,6 +184,16 @@ class CipulseSettings(BaseSettings):
         default=REPO_ROOT / "dashboards" / "web", description="Folder of the live dashboard page served at /dashboard"
     )
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
+
+    @model_validator(mode="after")
+    def _static_member_needs_an_own_address(self) -> Self:
+        if self.static_membership and self.web_host in WILDCARD_HOSTS:
+            raise ValueError(
+                f"CIPULSE_STATIC_MEMBERSHIP needs CIPULSE_WEB_HOST to be this worker's own name or address, not "
+                f"{self.web_host!r}: the static member id is made from it, and workers on other hosts with the same "
+                "wildcard and port would share one id (the broker then hands one worker the other's partitions)"
+            )
+        return self
 
     @property
     def kafka_url(self) -> str:

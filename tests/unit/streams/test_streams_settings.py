@@ -121,3 +121,10 @@ def test_static_membership_is_off_by_default_and_then_has_no_instance_id() -> No
 def test_the_static_member_id_is_made_from_the_api_url(host: str, port: int, instance_id: str) -> None:
     settings = CipulseSettings(static_membership=True, web_host=host, web_port=port)
     assert settings.group_instance_id == instance_id
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])
+def test_static_membership_on_a_wildcard_address_is_refused_with_what_to_set(wildcard: str) -> None:
+    with pytest.raises(ValidationError, match="CIPULSE_WEB_HOST to be this worker's own name"):
+        CipulseSettings(static_membership=True, web_host=wildcard)
+    assert CipulseSettings(web_host=wildcard).group_instance_id is None  # dynamic membership does not care
