@@ -58,7 +58,6 @@ def _node_change(
     before = _find(previous, stage_id, task_id) if previous is not None else None
     if node is None:  # pragma: no cover - apply_event always creates the node it reports
         raise LookupError(f"node {stage_id}/{task_id} missing from build {state.build_id}")
-    is_task = isinstance(node, TaskState)
     return NodeChange.from_checked_values({
         "scope": BuildScope.TASK if task_id is not None else BuildScope.STAGE,
         "stage_id": stage_id,
@@ -70,8 +69,8 @@ def _node_change(
         "finished_at": _utc(node.finished_at),
         "duration_ms": node.duration_ms,
         "error_reason": node.error_reason,
-        "termination_reason": node.termination_reason if is_task else None,
-        "exit_code": node.exit_code if is_task else None,
+        "termination_reason": node.termination_reason if isinstance(node, TaskState) else None,
+        "exit_code": node.exit_code if isinstance(node, TaskState) else None,
     })
 
 

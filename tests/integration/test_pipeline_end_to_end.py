@@ -213,9 +213,9 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
-def test_worker_killed_mid_stream_and_restarted_counts_every_event_exactly_once(worker_factory: Any) -> None:
-    worker: WorkerProcess = worker_factory()
-    builds = recent_builds(120, seed=31)
+def kill_a_quarter_through(worker: WorkerProcess, builds: list[SimulatedBuild]) -> int:
+    """Send every event of `builds`, SIGKILL the worker (no graceful shutdown, no final commit) once
+    a quarter of them are processed; returns the number of events sent."""
     total_events = sum(len(b.events) for b in builds)
     producer = producer_for(worker)
     for build in builds:
@@ -223,7 +223,14 @@ def test_worker_killed_mid_stream_and_restarted_counts_every_event_exactly_once(
             producer.send(event)
     producer.flush()
     wait_until(lambda: outcome_counts(worker)[1] >= total_events // 4, 60, "a quarter of the events to be processed")
-    worker.kill()  # SIGKILL: no graceful shutdown, no final commit
+    worker.kill()
+    return total_events
+
+
+def test_worker_killed_mid_stream_and_restarted_counts_every_event_exactly_once(worker_factory: Any) -> None:
+    worker: WorkerProcess = worker_factory()
+    builds = recent_builds(120, seed=31)
+    total_events = kill_a_quarter_through(worker, builds)
 
     worker.start()
     wait_for_finished(worker, builds, timeout=180)

@@ -23,8 +23,7 @@ from streams.sink_consumer import sink_group
 from streams.thread_consumer import consumer_group
 from test_pipeline_end_to_end import (
     expected_totals,
-    outcome_counts,
-    producer_for,
+    kill_a_quarter_through,
     recent_builds,
     stats_total,
     wait_for_finished,
@@ -56,14 +55,7 @@ def test_a_static_member_killed_and_restarted_takes_its_partitions_back_before_i
             instance_id
         ], f"{group} joined without its static id"
     builds = recent_builds(80, seed=41)
-    total_events = sum(len(b.events) for b in builds)
-    producer = producer_for(worker)
-    for build in builds:
-        for event in build.events:
-            producer.send(event)
-    producer.flush()
-    wait_until(lambda: outcome_counts(worker)[1] >= total_events // 4, 60, "a quarter of the events to be processed")
-    worker.kill()  # SIGKILL: no LeaveGroup, no final commit; the broker keeps the member for SESSION_SECONDS
+    total_events = kill_a_quarter_through(worker, builds)  # no LeaveGroup: the broker keeps the member
     killed_at = time.monotonic()
 
     worker.start()
@@ -87,14 +79,7 @@ def test_a_static_member_restarted_at_another_url_joins_as_a_new_member_and_lose
     and gets the partitions once the old member's session ends, as with dynamic membership."""
     worker: WorkerProcess = worker_factory(CIPULSE_STATIC_MEMBERSHIP="true")  # the harness's 10 s session
     builds = recent_builds(40, seed=43)
-    producer = producer_for(worker)
-    for build in builds:
-        for event in build.events:
-            producer.send(event)
-    producer.flush()
-    total_events = sum(len(b.events) for b in builds)
-    wait_until(lambda: outcome_counts(worker)[1] >= total_events // 4, 60, "a quarter of the events to be processed")
-    worker.kill()
+    kill_a_quarter_through(worker, builds)
     worker.web_port = free_port()
 
     worker.start()

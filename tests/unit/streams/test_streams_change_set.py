@@ -238,18 +238,23 @@ def snapshot_of(state: BuildState) -> tuple[dict[str, Any], dict[tuple[str, str 
     return header, nodes
 
 
+def redelivered(events: list[BuildEvent], shuffle_seed: int | None, duplicates: int) -> list[BuildEvent]:
+    """The events in order, or (with a seed) shuffled with `duplicates` redelivered copies mixed in."""
+    delivered = list(events)
+    if shuffle_seed is not None:
+        shuffler = random.Random(shuffle_seed)
+        delivered += [shuffler.choice(events) for _ in range(duplicates)]
+        shuffler.shuffle(delivered)
+    return delivered
+
+
 @settings(max_examples=120, deadline=None)
 @given(seed=st.integers(0, 100_000), shuffle_seed=st.none() | st.integers(0, 10_000), duplicates=st.integers(0, 10))
 def test_folding_the_change_sets_into_an_empty_snapshot_reproduces_the_final_state(
     seed: int, shuffle_seed: int | None, duplicates: int
 ) -> None:
     build = simulate_build(random.Random(seed), T0)
-    delivered = list(build.events)
-    if shuffle_seed is not None:
-        shuffler = random.Random(shuffle_seed)
-        delivered += [shuffler.choice(build.events) for _ in range(duplicates)]
-        shuffler.shuffle(delivered)
-    final, steps = deliver(delivered)
+    final, steps = deliver(redelivered(build.events, shuffle_seed, duplicates))
     assert final is not None and final.status is build.final_status
     changes = [step.change for step in steps]
     assert [c.revision for c in changes] == list(range(1, len(changes) + 1))
@@ -285,12 +290,7 @@ def test_change_sets_are_exactly_what_validating_them_would_build(
     States are read back from their table JSON now and then, as the agent does per batch, so
     timestamps arrive with pydantic's own UTC tzinfo and must still leave as `datetime.UTC`.
     """
-    build = simulate_build(random.Random(seed), T0)
-    delivered = list(build.events)
-    if shuffle_seed is not None:
-        shuffler = random.Random(shuffle_seed)
-        delivered += [shuffler.choice(build.events) for _ in range(duplicates)]
-        shuffler.shuffle(delivered)
+    delivered = redelivered(simulate_build(random.Random(seed), T0).events, shuffle_seed, duplicates)
     state: BuildState | None = None
     checked = 0
     for number, ev in enumerate(delivered):
