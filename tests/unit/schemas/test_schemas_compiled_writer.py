@@ -167,3 +167,37 @@ def test_every_record_type_with_a_compiled_writer_writes_fastavros_bytes_for_the
     }
     for record in compiled:
         assert encode(record) == fastavro_bytes(record), type(record).__name__
+
+
+def test_one_instant_in_two_time_zones_writes_the_same_bytes_through_the_timestamp_memo() -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    first = construct(event_time=T0, first_seen_at=T0)
+    same_instant = construct(event_time=T0.astimezone(india), first_seen_at=T0.astimezone(india))
+    assert encode(first) == fastavro_bytes(first)
+    assert encode(same_instant) == fastavro_bytes(same_instant) == encode(first)
+
+
+def test_timestamps_stay_exact_when_the_timestamp_memo_is_refilled() -> None:
+    from schemas import avro_writer
+
+    times = [T0 + timedelta(milliseconds=7 * n) for n in range(avro_writer._TIMESTAMPS_HELD + 50)]
+    for at in times:
+        encode(construct(event_time=at))
+    assert len(avro_writer._TIMESTAMPS) <= avro_writer._TIMESTAMPS_HELD
+    for at in (times[0], times[-1], T0 - timedelta(days=400_000)):
+        change = construct(event_time=at, first_seen_at=at)
+        assert encode(change) == fastavro_bytes(change)
+
+
+def test_a_model_missing_a_field_falls_back_to_fastavros_outcome() -> None:
+    change = construct()
+    del change.__dict__["branch"]  # what a model_construct without the field holds
+    assert outcome(encode, change) == outcome(fastavro_bytes, change)
+
+
+def test_one_wall_clock_time_in_two_time_zones_writes_two_instants() -> None:
+    wall_clock = datetime(2026, 11, 25, 22, 30, tzinfo=UTC)
+    in_india = wall_clock.replace(tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    utc_change, india_change = construct(event_time=wall_clock), construct(event_time=in_india)
+    assert encode(utc_change) == fastavro_bytes(utc_change)
+    assert encode(india_change) == fastavro_bytes(india_change) != encode(utc_change)
