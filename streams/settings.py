@@ -7,7 +7,6 @@ need) from the CLI, so tests can run several isolated workers side by side.
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 from typing import Literal, Self
 
