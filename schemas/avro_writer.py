@@ -67,26 +67,6 @@ def _varint(out: bytearray, value: int) -> None:
     out.append(n)
 
 
-def _write_long(out: bytearray, value: Any) -> None:
-    if type(value) is not int or not _LONG_MIN <= value <= _LONG_MAX:
-        raise NotFast
-    _varint(out, value)
-
-
-def _write_int(out: bytearray, value: Any) -> None:
-    # fastavro also writes larger ints outside unions; those rare values take its path
-    if type(value) is not int or not _INT_MIN <= value <= _INT_MAX:
-        raise NotFast
-    _varint(out, value)
-
-
-def _write_timestamp_millis(out: bytearray, value: Any) -> None:
-    """fastavro's `prepare_timestamp_millis` for aware datetimes: floor of ms since the epoch."""
-    if type(value) is not datetime or value.tzinfo is None:
-        raise NotFast  # naive, or epoch millis (pydantic warns when dumping those)
-    _varint(out, (value - _EPOCH) // _MILLISECOND)
-
-
 _TIMESTAMPS: dict[datetime, bytes] = {}
 """Aware datetime -> its timestamp-millis encoding, for the timestamps written lately.
 
@@ -97,7 +77,8 @@ _TIMESTAMPS_HELD = 8192
 
 
 def _timestamp_millis_bytes(value: datetime) -> bytes:
-    """Encode (and remember) an aware datetime; raises as `_write_timestamp_millis` does."""
+    """fastavro's `prepare_timestamp_millis` for an aware datetime (floor of ms since the epoch),
+    encoded and remembered."""
     encoded = bytearray()
     _varint(encoded, (value - _EPOCH) // _MILLISECOND)
     if len(_TIMESTAMPS) >= _TIMESTAMPS_HELD:
@@ -106,12 +87,57 @@ def _timestamp_millis_bytes(value: datetime) -> bytes:
     return result
 
 
-def _write_string(out: bytearray, value: Any) -> None:
-    if type(value) is not str:
-        raise NotFast
-    data = value.encode()
-    _varint(out, len(data))
-    out += data
+_LEAF_LINES: dict[str, list[str]] = {
+    "string": [
+        "if type(v) is not str:",
+        "    raise NotFast",
+        "v = v.encode()",
+        "if len(v) < 64:",
+        "    out.append(len(v) << 1)",
+        "else:",
+        "    _varint(out, len(v))",
+        "out += v",
+    ],
+    "timestamp-millis": [
+        "if type(v) is not datetime or v.tzinfo is None:",
+        "    raise NotFast",  # naive, or epoch millis (pydantic warns when dumping those)
+        "encoded = _TIMESTAMPS.get(v)",
+        "out += encoded if encoded is not None else _timestamp_millis_bytes(v)",
+    ],
+    **{
+        kind: [
+            # fastavro also writes larger ints outside unions; those rare values take its path
+            f"if type(v) is not int or not {low} <= v <= {high}:",
+            "    raise NotFast",
+            "if 0 <= v < 64:",
+            "    out.append(v << 1)",
+            "else:",
+            "    _varint(out, v)",
+        ]
+        for kind, low, high in (("long", "_LONG_MIN", "_LONG_MAX"), ("int", "_INT_MIN", "_INT_MAX"))
+    },
+}
+"""Source that writes the value `v` of each primitive kind to `out`, or raises NotFast: the one
+definition behind both the standalone writers below and the fields inlined into record writers."""
+
+
+def _generated(name: str, body: list[str], extra: Mapping[str, Any] | None = None) -> ValueWriter:
+    """Compile `def name(out, v): body` with the names the generated source uses."""
+    namespace: dict[str, Any] = {
+        "NotFast": NotFast, "_varint": _varint, "datetime": datetime, "_LONG_MIN": _LONG_MIN,
+        "_LONG_MAX": _LONG_MAX, "_INT_MIN": _INT_MIN, "_INT_MAX": _INT_MAX,
+        "_TIMESTAMPS": _TIMESTAMPS, "_timestamp_millis_bytes": _timestamp_millis_bytes, **(extra or {}),
+    }
+    source = "\n".join([f"def {name}(out, v):", *("    " + line for line in body)]) + "\n"
+    exec(compile(source, f"<avro writer {name}>", "exec"), namespace)  # noqa: S102 - our own source
+    function: ValueWriter = namespace[name]
+    return function
+
+
+_write_string = _generated("write_string", _LEAF_LINES["string"])
+_write_long = _generated("write_long", _LEAF_LINES["long"])
+_write_int = _generated("write_int", _LEAF_LINES["int"])
+_write_timestamp_millis = _generated("write_timestamp_millis", _LEAF_LINES["timestamp-millis"])
 
 
 def _enum(symbols: list[str], annotation: Any) -> ValueWriter:
@@ -178,53 +204,38 @@ def _map(values: ValueWriter) -> ValueWriter:
 def _record(schema: Mapping[str, Any], model: Any, named: dict[str, Any]) -> ValueWriter:
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise _Unsupported(f"record {schema.get('name')} is not mirrored by a model class")
-    plan: list[tuple[str, ValueWriter]] = []
+    plan: list[tuple[Mapping[str, Any], ValueWriter]] = []
     for field in schema["fields"]:
-        name = field["name"]
-        model_field = model.model_fields.get(name)
+        model_field = model.model_fields.get(field["name"])
         if model_field is None:
-            raise _Unsupported(f"{model.__name__} has no field {name}")
-        plan.append((name, _writer(field["type"], model_field.annotation, named)))
-    return _generated_record_writer(model, [(field, write) for field, (_, write) in zip(schema["fields"], plan)])
+            raise _Unsupported(f"{model.__name__} has no field {field['name']}")
+        plan.append((field, _writer(field["type"], model_field.annotation, named)))
+    return _generated_record_writer(model, plan)
 
 
 def _generated_record_writer(model: type[BaseModel], fields: list[tuple[Mapping[str, Any], ValueWriter]]) -> ValueWriter:
     """One generated function per record: strings, longs, timestamps and their optionals inline.
 
     Why: calling a closure per field (and its inner writer, and `_varint`) was ~4 Python calls per
-    field, most of the encode cost of a 24-field change set. The inlined code is the same checks
-    and the same bytes as the closures it replaces (`_write_string`, `_write_long`, `_write_int`,
-    `_write_timestamp_millis`, `_optional`); every other type still calls its closure. A missing
+    field, most of the encode cost of a 24-field change set. Inlined fields run the same source as
+    the standalone writers (`_LEAF_LINES`); every other type still calls its closure. A missing
     attribute (a `model_construct` without a field) raises KeyError: the serde falls back.
     """
-    namespace: dict[str, Any] = {
-        "NotFast": NotFast, "_varint": _varint, "datetime": datetime, "_EPOCH": _EPOCH,
-        "_MILLISECOND": _MILLISECOND, "_LONG_MIN": _LONG_MIN, "_LONG_MAX": _LONG_MAX,
-        "_INT_MIN": _INT_MIN, "_INT_MAX": _INT_MAX, "MODEL": model,
-        "_TIMESTAMPS": _TIMESTAMPS, "_timestamp_millis_bytes": _timestamp_millis_bytes,
-    }
-    lines = [
-        "def write_record(out, value):",
-        "    if type(value) is not MODEL:",
-        "        raise NotFast",
-        "    attributes = value.__dict__",
-    ]
+    extra: dict[str, Any] = {"MODEL": model}
+    body = ["if type(v) is not MODEL:", "    raise NotFast", "attributes = v.__dict__"]
     for number, (field, write) in enumerate(fields):
-        lines.append(f"    v = attributes[{field['name']!r}]")
+        body.append(f"v = attributes[{field['name']!r}]")
         inline = _inline_lines(field["type"])
         if inline is None:
-            namespace[f"write_{number}"] = write
-            lines.append(f"    write_{number}(out, v)")
+            extra[f"write_{number}"] = write
+            body.append(f"write_{number}(out, v)")
         else:
-            lines.extend("    " + line for line in inline)
-    source = "\n".join(lines) + "\n"
-    exec(compile(source, f"<avro writer of {model.__name__}>", "exec"), namespace)  # noqa: S102 - our own source
-    writer: ValueWriter = namespace["write_record"]
-    return writer
+            body.extend(inline)
+    return _generated(f"write_{model.__name__}", body, extra)
 
 
 def _inline_lines(schema: Any) -> list[str] | None:
-    """Source lines writing `v` for the simple field types, None for the others (see above)."""
+    """Source lines writing `v` for the primitive kinds and their optionals, None for the others."""
     if isinstance(schema, list):
         if len(schema) == 2 and schema[0] == "null" and schema[1] != "null":
             inner = _inline_lines(schema[1])
@@ -233,37 +244,11 @@ def _inline_lines(schema: Any) -> list[str] | None:
         return None
     if isinstance(schema, Mapping):
         if schema.get("type") == "long" and schema.get("logicalType") == "timestamp-millis":
-            return [
-                "if type(v) is not datetime or v.tzinfo is None:",
-                "    raise NotFast",
-                "encoded = _TIMESTAMPS.get(v)",
-                "out += encoded if encoded is not None else _timestamp_millis_bytes(v)",
-            ]
-        if set(schema) == {"type"} and schema["type"] in ("string", "long", "int"):
+            return _LEAF_LINES["timestamp-millis"]
+        if set(schema) == {"type"}:
             return _inline_lines(schema["type"])
         return None
-    if schema == "string":
-        return [
-            "if type(v) is not str:",
-            "    raise NotFast",
-            "v = v.encode()",
-            "if len(v) < 64:",
-            "    out.append(len(v) << 1)",
-            "else:",
-            "    _varint(out, len(v))",
-            "out += v",
-        ]
-    if schema in ("long", "int"):
-        low, high = ("_LONG_MIN", "_LONG_MAX") if schema == "long" else ("_INT_MIN", "_INT_MAX")
-        return [
-            f"if type(v) is not int or not {low} <= v <= {high}:",
-            "    raise NotFast",
-            "if 0 <= v < 64:",
-            "    out.append(v << 1)",
-            "else:",
-            "    _varint(out, v)",
-        ]
-    return None
+    return _LEAF_LINES.get(schema) if schema in ("string", "long", "int") else None
 
 
 def _writer(schema: Any, annotation: Any, named: dict[str, Any]) -> ValueWriter:
