@@ -37,16 +37,10 @@ class BatchStates(Generic[StateT]):
     load: Callable[[bytes | None], StateT | None]
     dump: Callable[[StateT], bytes]
     changed: dict[bytes, tuple[StateT | None, EventT[Any]]] = field(default_factory=dict)
-    sealed: list[dict[bytes, tuple[StateT | None, EventT[Any]]]] = field(default_factory=list)
-    """Staged states of earlier batches whose outputs are still being confirmed, oldest first."""
 
     def get(self, key: bytes) -> StateT | None:
         if key in self.changed:
             return self.changed[key][0]
-        for staged in reversed(self.sealed):
-            if key in staged:
-                state: StateT | None = staged[key][0]
-                return state
         return self.load(self.table.get(key))
 
     def put(self, key: bytes, state: StateT, event: EventT[Any]) -> None:
@@ -70,23 +64,10 @@ class BatchStates(Generic[StateT]):
 
     def commit(self) -> None:
         """One table write per key; call only after the batch's outputs are acknowledged."""
-        self._write(self.changed)
-        self.changed.clear()
-
-    def seal(self) -> None:
-        """Set this batch's states apart, so the next batch stages its own while this one's
-        outputs are confirmed; the next batches read them (newest first) until `commit_sealed`."""
-        self.sealed.append(self.changed)
-        self.changed = {}
-
-    def commit_sealed(self) -> None:
-        """Write the oldest sealed batch to the table: batches commit in the order they were sealed."""
-        self._write(self.sealed.pop(0))
-
-    def _write(self, staged: dict[bytes, tuple[StateT | None, EventT[Any]]]) -> None:
-        for key, (state, event) in staged.items():
+        for key, (state, event) in self.changed.items():
             make_current(event)
             if state is not None:
                 self.table[key] = self.dump(state)
             elif key in self.table:
                 del self.table[key]
+        self.changed.clear()
