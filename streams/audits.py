@@ -47,6 +47,7 @@ from streams.audit_state import AuditAccepted, AuditRejected, AuditState, apply_
 from streams.audit_transitions import OPEN_STATUSES, AuditStatus
 from streams.batch_states import BatchStates, make_current
 from streams.dead_letter import DeadLetterPublisher
+from streams.failed_batches import stop_worker_on_failure
 from streams.producer import BuildEventProducer
 from streams.readiness import tables_ready
 from streams.sink_agent import SinkHealth, write_until_accepted
@@ -127,31 +128,32 @@ def register_audit_agent(
     async def track_audits(stream: StreamT[Any]) -> None:
         states: BatchStates[AuditState] = BatchStates(table, load_audit, dump_audit)
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
-            rows = _AuditRows()
-            deliveries: list[Awaitable[Any]] = []
-            for event in events:
-                make_current(event)
-                if event.message.topic == alerts_topic:
-                    delivery = await _record_detection(event, dead_letters, states, rows)
-                else:
-                    delivery = await _apply(event, dead_letters, states, rows)
-                if delivery is not None:
-                    deliveries.append(delivery)
-            await asyncio.gather(*deliveries)
-            if any(rows.counts().values()):
-                await write_until_accepted(
-                    gateway, health, retry_max_seconds,
-                    writer_call(
-                        AuditSinkWriter, "write",
-                        events=rows.events, states=list(rows.states.values()), repairs=rows.repairs, alerts=rows.alerts,
-                    ),
-                    rows=rows.counts(),
-                )
-            changed = list(states.staged())
-            states.commit()
-            runtime.raised.difference_update(rows.marked)
-            for key, state in changed:
-                runtime.index.schedule(key.decode(), next_deadline(state, runtime.policy))
+            async with stop_worker_on_failure(stream, events):
+                rows = _AuditRows()
+                deliveries: list[Awaitable[Any]] = []
+                for event in events:
+                    make_current(event)
+                    if event.message.topic == alerts_topic:
+                        delivery = await _record_detection(event, dead_letters, states, rows)
+                    else:
+                        delivery = await _apply(event, dead_letters, states, rows)
+                    if delivery is not None:
+                        deliveries.append(delivery)
+                await asyncio.gather(*deliveries)
+                if any(rows.counts().values()):
+                    await write_until_accepted(
+                        gateway, health, retry_max_seconds,
+                        writer_call(
+                            AuditSinkWriter, "write",
+                            events=rows.events, states=list(rows.states.values()), repairs=rows.repairs, alerts=rows.alerts,
+                        ),
+                        rows=rows.counts(),
+                    )
+                changed = list(states.staged())
+                states.commit()
+                runtime.raised.difference_update(rows.marked)
+                for key, state in changed:
+                    runtime.index.schedule(key.decode(), next_deadline(state, runtime.policy))
 
     app.agent(topics.inputs, name=PROCESSOR)(track_audits)
 

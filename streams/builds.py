@@ -28,6 +28,7 @@ from streams.batch_states import BatchStates, make_current
 from streams.build_state import Accepted, BuildState, Ignored, apply_event
 from streams.change_set import change_set
 from streams.dead_letter import DeadLetterPublisher
+from streams.failed_batches import stop_worker_on_failure
 from streams.notify_transitions import enters_final_status, pipeline_key
 from streams.producer import BatchPublisher
 
@@ -73,14 +74,15 @@ def register_build_agent(
         accepted = _AcceptedCount()
         try:
             async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
-                deliveries: list[Awaitable[Any]] = []
-                for event in events:
-                    deliveries.extend(await _process(event, changes, outputs, dead_letters, states, accepted))
-                await changes.confirm()
-                await asyncio.gather(*deliveries)
-                states.commit()
-                accepted.report()
-                # The batch's offsets are acked when this loop resumes, after all of the above.
+                async with stop_worker_on_failure(stream, events):
+                    deliveries: list[Awaitable[Any]] = []
+                    for event in events:
+                        deliveries.extend(await _process(event, changes, outputs, dead_letters, states, accepted))
+                    await changes.confirm()
+                    await asyncio.gather(*deliveries)
+                    states.commit()
+                    accepted.report()
+                    # The batch's offsets are acked when this loop resumes, after all of the above.
         finally:
             changes.close(timeout=1.0)  # an unconfirmed batch is not acked: it is replayed
 

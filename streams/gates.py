@@ -47,6 +47,7 @@ from sinks.gateway import ClickHouseGateway
 from streams import metrics
 from streams.batch_states import BatchStates, make_current
 from streams.dead_letter import DeadLetterPublisher
+from streams.failed_batches import stop_worker_on_failure
 from streams.gate_config import Gate
 from streams.gate_rules import decide
 from streams.gate_state import (
@@ -153,38 +154,40 @@ def register_gate_agents(
 
     async def route_gate_inputs(stream: StreamT[Any]) -> None:
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
-            deliveries: list[Awaitable[Any]] = []
-            for event in events:
-                expected = source_types.get(event.message.topic, AuditEvent)
-                record = await router_dead.decode_or_reject(event, expected, deliveries)
-                if record is None:
-                    continue
-                for gate in gates_for(record, gates):
-                    deliveries.append(await topics.inputs.send(key=gate.id.encode(), value=event.value))
-            await asyncio.gather(*deliveries)
+            async with stop_worker_on_failure(stream, events):
+                deliveries: list[Awaitable[Any]] = []
+                for event in events:
+                    expected = source_types.get(event.message.topic, AuditEvent)
+                    record = await router_dead.decode_or_reject(event, expected, deliveries)
+                    if record is None:
+                        continue
+                    for gate in gates_for(record, gates):
+                        deliveries.append(await topics.inputs.send(key=gate.id.encode(), value=event.value))
+                await asyncio.gather(*deliveries)
 
     async def evaluate_gates(stream: StreamT[Any]) -> None:
         states: BatchStates[GateState] = BatchStates(table, load_gate_state, dump_gate_state)
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
-            deliveries: list[Awaitable[Any]] = []
-            published: list[GateDecision] = []
-            now = datetime.now(UTC)
-            for event in events:
-                make_current(event)
-                decision = await _evaluate_one(event, by_id, states, dead_letters, deliveries, now)
-                if decision is not None:
-                    deliveries.append(await topics.decisions.send(key=decision.gate.encode(), value=encode(decision)))
-                    published.append(decision)
-            await asyncio.gather(*deliveries)
-            states.commit()
-            for decision in published:
-                metrics.GATE_DECISIONS.labels(decision.gate, decision.result.value).inc()
-                log.info(
-                    "gate %s: %s -> %s (decision %s, input revision %d)%s", decision.gate,
-                    decision.previous_result or "none", decision.result.value, decision.decision_id[:12],
-                    decision.input_revision,
-                    "".join(f"; {f.rule}: {f.message}" for f in decision.failing),
-                )
+            async with stop_worker_on_failure(stream, events):
+                deliveries: list[Awaitable[Any]] = []
+                published: list[GateDecision] = []
+                now = datetime.now(UTC)
+                for event in events:
+                    make_current(event)
+                    decision = await _evaluate_one(event, by_id, states, dead_letters, deliveries, now)
+                    if decision is not None:
+                        deliveries.append(await topics.decisions.send(key=decision.gate.encode(), value=encode(decision)))
+                        published.append(decision)
+                await asyncio.gather(*deliveries)
+                states.commit()
+                for decision in published:
+                    metrics.GATE_DECISIONS.labels(decision.gate, decision.result.value).inc()
+                    log.info(
+                        "gate %s: %s -> %s (decision %s, input revision %d)%s", decision.gate,
+                        decision.previous_result or "none", decision.result.value, decision.decision_id[:12],
+                        decision.input_revision,
+                        "".join(f"; {f.rule}: {f.message}" for f in decision.failing),
+                    )
 
     store_gate_decisions = row_sink(
         GateDecision, GateDecisionRow.from_decision, write_gate_decisions, GATE_DECISIONS_TABLE,

@@ -44,6 +44,7 @@ from sinks.notification_writer import NotificationSinkWriter
 from streams import metrics
 from streams.batch_states import BatchStates, make_current
 from streams.dead_letter import DeadLetterPublisher
+from streams.failed_batches import stop_worker_on_failure
 from streams.notifier_runtime import NotifierRuntime
 from streams.notify_delivery import webhook_body
 from streams.notify_flow import FlushOutcome, NotifierGroup, RequestOutcome, accept_request, flush_if_due, next_look, settle
@@ -117,35 +118,36 @@ def register_notifier_agent(
         groups: BatchStates[NotifierGroup] = BatchStates(groups_table, load_group, dump_group)
         sent = TableNotificationLog(BatchStates(log_table, load_sent, dump_sent))
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
-            batch = _Batch()
-            for event in events:
-                make_current(event)
-                sent.current = event
-                if event.message.topic == signals_name:
-                    await _on_signal(event, runtime, dead_letters, groups, sent, batch)
-                else:
-                    await _on_request(event, runtime, dead_letters, topics, groups, sent, batch)
-            await asyncio.gather(*batch.deliveries)
-            if batch.rows:
-                rows = batch.rows
-                await write_until_accepted(
-                    gateway, health, retry_max_seconds,
-                    writer_call(NotificationSinkWriter, "write", rows),
-                    rows={"notification_deliveries": len(rows)},
-                )
-            changed = list(groups.staged())
-            removed = list(groups.deleted())
-            groups.commit()
-            sent.states.commit()
-            runtime.settled(batch.settled)
-            for key, entry in changed:
-                subscription = runtime.subscriptions.get(entry.group.subscription_id)
-                look = next_look(entry, subscription.grouping) if subscription is not None else None
-                runtime.index.schedule(key.decode(), batch.held_until.get(key.decode(), look))
-            for key in removed:
-                runtime.index.schedule(key.decode(), None)
-            for flush in batch.flushes:
-                submit(flush)
+            async with stop_worker_on_failure(stream, events):
+                batch = _Batch()
+                for event in events:
+                    make_current(event)
+                    sent.current = event
+                    if event.message.topic == signals_name:
+                        await _on_signal(event, runtime, dead_letters, groups, sent, batch)
+                    else:
+                        await _on_request(event, runtime, dead_letters, topics, groups, sent, batch)
+                await asyncio.gather(*batch.deliveries)
+                if batch.rows:
+                    rows = batch.rows
+                    await write_until_accepted(
+                        gateway, health, retry_max_seconds,
+                        writer_call(NotificationSinkWriter, "write", rows),
+                        rows={"notification_deliveries": len(rows)},
+                    )
+                changed = list(groups.staged())
+                removed = list(groups.deleted())
+                groups.commit()
+                sent.states.commit()
+                runtime.settled(batch.settled)
+                for key, entry in changed:
+                    subscription = runtime.subscriptions.get(entry.group.subscription_id)
+                    look = next_look(entry, subscription.grouping) if subscription is not None else None
+                    runtime.index.schedule(key.decode(), batch.held_until.get(key.decode(), look))
+                for key in removed:
+                    runtime.index.schedule(key.decode(), None)
+                for flush in batch.flushes:
+                    submit(flush)
 
     app.agent(topics.inputs, name=PROCESSOR)(notify)
 

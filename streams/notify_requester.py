@@ -28,6 +28,7 @@ from schemas import AuditAlert, BuildStatusChange, NotificationRequest
 from schemas.serde import encode
 from streams.batch_states import BatchStates, make_current
 from streams.dead_letter import DeadLetterPublisher
+from streams.failed_batches import stop_worker_on_failure
 from streams.notify_grouping import group_key, group_labels
 from streams.notify_requests import audit_alert_requests, build_requests
 from streams.notify_subscriptions import Subscription
@@ -76,22 +77,23 @@ def register_requester_agent(
     async def request_notifications(stream: StreamT[Any]) -> None:
         states: BatchStates[PipelineOutcome] = BatchStates(outcomes, load_outcome, dump_outcome)
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=batch_wait_seconds):
-            deliveries: list[Awaitable[Any]] = []
-            now = datetime.now(UTC)
-            for event in events:
-                make_current(event)
-                if event.message.topic == topics.alerts_name:
-                    requests = await _alert_requests(event, dead_letters, subscriptions, now, deliveries)
-                else:
-                    requests = await _build_requests(event, dead_letters, states, subscriptions, now, api_url, deliveries)
-                for request in requests:
-                    deliveries.append(await topics.requests.send(key=request_key(request, by_id), value=encode(request)))
-                    log.info(
-                        "notification %s for %s: %s %s", request.notification_id[:12], request.subscription_id,
-                        request.transition.value, request.title,
-                    )
-            await asyncio.gather(*deliveries)
-            states.commit()
+            async with stop_worker_on_failure(stream, events):
+                deliveries: list[Awaitable[Any]] = []
+                now = datetime.now(UTC)
+                for event in events:
+                    make_current(event)
+                    if event.message.topic == topics.alerts_name:
+                        requests = await _alert_requests(event, dead_letters, subscriptions, now, deliveries)
+                    else:
+                        requests = await _build_requests(event, dead_letters, states, subscriptions, now, api_url, deliveries)
+                    for request in requests:
+                        deliveries.append(await topics.requests.send(key=request_key(request, by_id), value=encode(request)))
+                        log.info(
+                            "notification %s for %s: %s %s", request.notification_id[:12], request.subscription_id,
+                            request.transition.value, request.title,
+                        )
+                await asyncio.gather(*deliveries)
+                states.commit()
 
     app.agent(topics.inputs, name=PROCESSOR)(request_notifications)
 

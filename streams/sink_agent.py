@@ -27,6 +27,7 @@ from sinks.gateway import ClickHouseGateway
 from sinks.writer import write_build_changes
 from streams import metrics
 from streams.dead_letter import DeadLetterPublisher
+from streams.failed_batches import stop_worker_on_failure
 from streams.sink_rows import context_row, event_row, latest_per_build, result_row
 
 log = logging.getLogger(__name__)
@@ -127,17 +128,18 @@ def row_sink(
 
     async def store(stream: StreamT[Any]) -> None:
         async for events in cast("faust.Stream[Any]", stream).take_events(batch_size, within=flush_seconds):
-            deliveries: list[Awaitable[Any]] = []
-            rows: list[Any] = []
-            for event in events:
-                record = await dead_letters.decode_or_reject(event, model, deliveries)
-                if record is not None:
-                    rows.append(to_row(record))
-            await asyncio.gather(*deliveries)
-            if rows:
-                await write_until_accepted(
-                    gateway, health, retry_max_seconds,
-                    rows_write(write, rows), rows={table: len(rows)},
-                )
+            async with stop_worker_on_failure(stream, events):
+                deliveries: list[Awaitable[Any]] = []
+                rows: list[Any] = []
+                for event in events:
+                    record = await dead_letters.decode_or_reject(event, model, deliveries)
+                    if record is not None:
+                        rows.append(to_row(record))
+                await asyncio.gather(*deliveries)
+                if rows:
+                    await write_until_accepted(
+                        gateway, health, retry_max_seconds,
+                        rows_write(write, rows), rows={table: len(rows)},
+                    )
 
     return store

@@ -23,6 +23,7 @@ from streams import metrics
 from streams.allocator import limit_malloc_arenas
 from streams.app import create_app
 from streams.debug_dump import dump_worker
+from streams.failed_batches import EXIT_AGENT_FAILED, agent_failure
 from streams.faust_pauses import PromptStopWorker
 from streams.settings import CipulseSettings
 from streams.topics import ensure_topics
@@ -98,6 +99,13 @@ def run_worker(settings: CipulseSettings, launched_engine: subprocess.Popen[byte
         worker = DiagnosableWorker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
         log.info("worker %s starting: Kafka %s, API %s, group membership %s", settings.app_id, settings.kafka_bootstrap,
                  settings.api_url, f"static as {settings.group_instance_id}" if settings.group_instance_id else "dynamic")
-        worker.execute_from_commandline()
+        try:
+            worker.execute_from_commandline()
+        except SystemExit:
+            failure = agent_failure()
+            if failure is not None:
+                log.critical("worker stopped because an agent failed on a batch: %r", failure)
+                raise SystemExit(EXIT_AGENT_FAILED) from failure
+            raise
     finally:
         gateway.close()
