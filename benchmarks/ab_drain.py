@@ -101,6 +101,7 @@ def drain_once(label: str, tree: Path, bootstrap: str, backlog: Any, partitions:
             "end_to_end_events_per_s": round(
                 (drain.final.rows_written - drain.at_ready.rows_written) / drain.seconds_to_clickhouse),
             "cpu_us_per_event": round(1e6 * drain.worker_cpu_seconds / max(1.0, drain.final.seen - drain.at_ready.seen)),
+            "event_loop_busy": round(drain.event_loop_busy, 3),
             "engine_cpu_us_per_event": round(
                 1e6 * drain.engine_cpu_seconds / max(1.0, drain.final.seen - drain.at_ready.seen)),
             "rss_ready_mib": rss_ready,
@@ -160,11 +161,12 @@ def main() -> int:
         if broker is not None:
             broker.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
-        print(f"\n{'tree':10} {'round':>5} {'state ev/s':>10} {'e2e ev/s':>9} {'CPU us/ev':>9} "
+        print(f"\n{'tree':10} {'round':>5} {'state ev/s':>10} {'e2e ev/s':>9} {'CPU us/ev':>9} {'loop busy':>9} "
               f"{'RSS ready':>9} {'RSS end':>8} {'HWM':>7} {'load 1m':>12}")
         for row in rows:
             print(f"{row['tree']:10} {row['round']:>5} {row['state_events_per_s']:>10,} "
-                  f"{row['end_to_end_events_per_s']:>9,} {row['cpu_us_per_event']:>9} {row['rss_ready_mib']:>9} "
+                  f"{row['end_to_end_events_per_s']:>9,} {row['cpu_us_per_event']:>9} "
+                  f"{row['event_loop_busy']:>9} {row['rss_ready_mib']:>9} "
                   f"{row['rss_end_mib']:>8} {row['hwm_mib']:>7} {str(row['load_1m_before_after']):>12}")
         if args.results is not None and rows:
             args.results.write_text(json.dumps(rows, indent=2) + "\n")

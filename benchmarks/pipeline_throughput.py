@@ -201,9 +201,10 @@ def read_counters(api: str) -> PipelineCounters:
     return PipelineCounters(outcomes, rows)
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """utime + stime of a process from /proc/<pid>/stat, or of one of its threads."""
+    stat = Path(f"/proc/{pid}/stat") if thread is None else Path(f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -246,6 +247,9 @@ class Drain:
     """The worker and its ClickHouse engine process together."""
     engine_cpu_seconds: float = 0.0
     """Of which its ClickHouse engine process (0 when the engine runs inside the worker)."""
+    event_loop_busy: float = 0.0
+    """CPU of the worker's main (event-loop) thread over the wall time until every event was
+    seen: what is left below 1.0 is the loop waiting (for the broker, a lock, the GIL, a core)."""
 
 
 def drain_backlog(worker: WorkerProcess, total: int, t_ready: float, timeout: float) -> Drain:
@@ -255,6 +259,8 @@ def drain_backlog(worker: WorkerProcess, total: int, t_ready: float, timeout: fl
     pid = worker.process.pid
     cpu_at_ready = tree_cpu_seconds(pid)
     own_cpu_at_ready = cpu_seconds(pid)
+    loop_cpu_at_ready = cpu_seconds(pid, pid)
+    loop_busy = 0.0
     at_ready = read_counters(worker.api)
     log(f"drain: at ready {at_ready.seen:,.0f} events already seen, {at_ready.rows_written:,.0f} rows written")
     t_accepted: float | None = None
@@ -266,10 +272,13 @@ def drain_backlog(worker: WorkerProcess, total: int, t_ready: float, timeout: fl
         now = time.perf_counter()
         if t_accepted is None and counters.seen >= total:
             t_accepted = now
+            loop_busy = (cpu_seconds(pid, pid) - loop_cpu_at_ready) / max(1e-9, now - t_ready)
         if t_accepted is not None and counters.rows_written >= counters.accepted:
             tree_cpu = tree_cpu_seconds(pid) - cpu_at_ready
             own_cpu = cpu_seconds(pid) - own_cpu_at_ready
-            return Drain(at_ready, counters, t_accepted - t_ready, now - t_ready, tree_cpu, max(0.0, tree_cpu - own_cpu))
+            return Drain(
+                at_ready, counters, t_accepted - t_ready, now - t_ready, tree_cpu, max(0.0, tree_cpu - own_cpu), loop_busy
+            )
         if now - t_ready > timeout:
             raise RuntimeError(
                 f"drain timed out after {timeout:.0f}s: {counters.seen:,.0f}/{total:,} seen, "
