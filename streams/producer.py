@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from schemas import BuildEvent
 from schemas.serde import encode
 from streams.exceptions import StreamsError
+from streams.log_throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,15 @@ class BuildEventProducer:
             raise DeliveryError(f"{len(self.failed)} records refused by the broker, first: {self.failed[0]}")
 
 
+_REFUSAL_HINTS = {
+    KafkaError.MSG_SIZE_TOO_LARGE: " (the record is larger than the topic accepts: raise the topic's "
+    "max.message.bytes, or the broker's message.max.bytes)",
+    KafkaError.UNKNOWN_TOPIC_OR_PART: " (the topic does not exist: create it, or start the worker, which creates "
+    "its topics)",
+}
+"""What to fix, added to the broker's refusal where the cause is plain."""
+
+
 class BatchPublisher:
     """Produces an agent batch's output records with librdkafka and confirms them as a whole.
 
@@ -127,13 +137,21 @@ class BatchPublisher:
         )
         self._producer = Producer(config)
         self._failed: list[str] = []
+        self._error_lines = LogThrottle(10.0)
         self._unconfirmed = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-publisher")
 
     def _on_error(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:  # only errors are reported (delivery.report.only.error)
-            self._failed.append(f"{msg.topic()} {msg.key()!r}: {err}")
-            log.error("delivery of %r to %s failed: %s", msg.key(), msg.topic(), err)
+        if err is None:  # only errors are reported (delivery.report.only.error)
+            return
+        hint = _REFUSAL_HINTS.get(err.code(), "")
+        self._failed.append(f"{msg.topic()} {msg.key()!r}: {err}{hint}")
+        admitted, held_back = self._error_lines.admit(f"{msg.topic()} {err.code()}")
+        if admitted:  # every refused record fails confirm anyway; one line per topic and cause
+            log.error(
+                "delivery of %r to %s failed: %s%s%s", msg.key(), msg.topic(), err, hint,
+                f" ({held_back} more like it since the last line)" if held_back else "",
+            )
 
     def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Queue one record (never blocks the loop for long: a batch is confirmed before the next)."""

@@ -49,6 +49,8 @@ def test_refused_change_sets_stop_the_worker_uncommitted_and_the_restart_process
     wait_for_embedded_path_free(worker.clickhouse_path)
     log = worker.log_path.read_text(errors="replace")
     assert "failed on a batch" in log and "MSG_SIZE_TOO_LARGE" in log
+    assert "raise the topic's max.message.bytes" in log  # says what to fix
+    assert log.count("delivery of") <= 3, "one line per topic and cause, not one per refused record"
     assert committed_lag(worker, source) == sent, "input committed although its change sets were refused"
 
     set_max_message_bytes(worker.bootstrap, status_topic, 1_048_588)
