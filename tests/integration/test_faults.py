@@ -290,25 +290,32 @@ def test_sink_killed_mid_batch_rewrites_the_batch_and_counts_every_event_once(
     # big batches on a slow-ish clock: each flush writes ~1.5 s of change sets in one insert
     worker: WorkerProcess = worker_factory(CIPULSE_SINK_BATCH_SIZE="50000", CIPULSE_SINK_FLUSH_SECONDS="1.5")
     builds = recent_builds(160, seed=83)
-    total_events = sum(len(b.events) for b in builds)
     feed_error: list[BaseException] = []
 
-    def feed() -> None:  # mid-stream: events keep arriving across the kill and the restart
+    def feed(chunks: list[SimulatedBuild]) -> None:  # mid-stream: events keep arriving across the kill and the restart
         try:
-            for start in range(0, len(builds), 20):
-                produce(worker, builds[start:start + 20])
+            for start in range(0, len(chunks), 20):
+                produce(worker, chunks[start:start + 20])
                 time.sleep(0.8)
         except BaseException as exc:
             feed_error.append(exc)
 
-    feeder = threading.Thread(target=feed, name="feed", daemon=True)
-    feeder.start()
+    def start_feed(chunks: list[SimulatedBuild]) -> threading.Thread:
+        feeder = threading.Thread(target=feed, args=(chunks,), name="feed", daemon=True)
+        feeder.start()
+        return feeder
+
+    feeder = start_feed(list(builds))
     # Kill right after a flush is seen: its offsets are committed only at the next commit tick
     # (every 1 s), so the rows just written are, most likely, not committed yet. The proof that
     # they were below is read from Kafka and ClickHouse, not assumed; if a commit slipped in,
     # kill at the next flush.
     attempts: list[tuple[int, int, int]] = []
-    for _attempt in range(3):
+    for attempt in range(3):
+        if not feeder.is_alive():  # a retry after the feed ended: the sink needs new change sets to flush
+            extra = recent_builds(80, seed=183 + attempt)
+            builds.extend(extra)
+            feeder = start_feed(extra)
         written = wait_until(lambda: events_written(worker) or None, 60, "the sink's first flush")
         wait_until(lambda: events_written(worker) > written, 30, "the sink's next flush", interval=0.02)
         worker.kill()
@@ -324,6 +331,7 @@ def test_sink_killed_mid_batch_rewrites_the_batch_and_counts_every_event_once(
     worker.start()
     feeder.join(60)
     assert not feed_error, feed_error
+    total_events = sum(len(b.events) for b in builds)  # with the builds a retry added
 
     wait_for_finished(worker, builds, timeout=150)
     wait_until(lambda: stats_total(worker) == expected_totals(builds), 60, "stats to count every build once")
