@@ -80,7 +80,5 @@ def _signal_stop() -> None:
 
 
 def _describe(events: Sequence[EventT[Any]]) -> str:
-    if not events:
-        return "an agent"
-    message = events[0].message
+    message = events[0].message  # take_events never yields an empty batch
     return f"the agent reading {message.topic}[{message.partition}]@{message.offset}"

@@ -57,12 +57,8 @@ def test_a_failed_batch_is_never_acked_parks_its_agent_and_stops_the_worker_once
     stream = _Stream()
     events = _batch(stream, range(3))
 
-    async def agent_batch() -> None:
-        async with stop_worker_on_failure(stream, events):  # type: ignore[arg-type]
-            raise RuntimeError("broker refused the change sets")
-
     async def run() -> None:
-        task = asyncio.create_task(agent_batch())
+        task = asyncio.create_task(agent_batch_of(stream, events, RuntimeError("broker refused the change sets")))
         await asyncio.sleep(0.05)
         assert not task.done()  # parked: Faust does not restart it, its stream takes nothing more
         assert signals_sent == [signal.SIGTERM]
@@ -80,7 +76,7 @@ def test_a_failed_batch_is_never_acked_parks_its_agent_and_stops_the_worker_once
     later = _batch(stream, range(3, 5))  # a second failure does not signal again
 
     async def second() -> None:
-        task = asyncio.create_task(agent_batch_of(stream, later))
+        task = asyncio.create_task(agent_batch_of(stream, later, ValueError("a bug")))
         await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -90,9 +86,9 @@ def test_a_failed_batch_is_never_acked_parks_its_agent_and_stops_the_worker_once
     assert signals_sent == [signal.SIGTERM]
 
 
-async def agent_batch_of(stream: _Stream, events: list[Event]) -> None:
+async def agent_batch_of(stream: _Stream, events: list[Event], failure: Exception) -> None:
     async with stop_worker_on_failure(stream, events):  # type: ignore[arg-type]
-        raise ValueError("a bug")
+        raise failure
 
 
 def test_a_batch_cancelled_by_a_stop_is_not_acked_and_does_not_stop_the_worker(signals_sent: list[int]) -> None:
